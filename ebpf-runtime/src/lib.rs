@@ -9,4 +9,5 @@
 
 pub mod context;
 pub mod insn;
+pub mod map_spec;
 pub mod verifier;
