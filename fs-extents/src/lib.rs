@@ -1,1 +1,12 @@
-//! File offsets to device blocks (extent maps from FIEMAP or an ext4 image), with access control and versions. Must not know about: NVMe, eBPF.
+//! File offsets to device blocks: extent maps read from FIEMAP or from an ext4
+//! image in user space, translation with access checks, versions that tell a
+//! chain the file changed under it, and a per-tenant registry of files.
+//!
+//! Must not know about: NVMe, eBPF. The device offsets it produces are bytes
+//! on "the device the driver reads"; turning them into LBAs is the caller's job.
+
+pub mod addr;
+pub mod map;
+
+pub use addr::{DevOffset, FileOffset};
+pub use map::{ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError};
