@@ -48,3 +48,57 @@ impl Default for XrpContext {
         XrpContext { data: 0, done: 0, _pad: 0, next_addr: [0; FANOUT_MAX], size: [0; FANOUT_MAX], scratch: 0 }
     }
 }
+
+impl XrpContext {
+    /// The context's bytes as a program sees them (little-endian, XRP layout).
+    pub fn to_bytes(&self) -> [u8; CTX_SIZE] {
+        let mut b = [0u8; CTX_SIZE];
+        b[OFF_DATA..OFF_DATA + 8].copy_from_slice(&self.data.to_le_bytes());
+        b[OFF_DONE..OFF_DONE + 4].copy_from_slice(&self.done.to_le_bytes());
+        for i in 0..FANOUT_MAX {
+            let a = OFF_NEXT_ADDR + 8 * i;
+            b[a..a + 8].copy_from_slice(&self.next_addr[i].to_le_bytes());
+            let s = OFF_SIZE + 8 * i;
+            b[s..s + 8].copy_from_slice(&self.size[i].to_le_bytes());
+        }
+        b[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&self.scratch.to_le_bytes());
+        b
+    }
+
+    /// Reads a context back from its bytes (padding is ignored).
+    pub fn from_bytes(b: &[u8; CTX_SIZE]) -> XrpContext {
+        let u64_at = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut done = [0u8; 4];
+        done.copy_from_slice(&b[OFF_DONE..OFF_DONE + 4]);
+        XrpContext {
+            data: u64_at(OFF_DATA),
+            done: i32::from_le_bytes(done),
+            _pad: 0,
+            next_addr: std::array::from_fn(|i| u64_at(OFF_NEXT_ADDR + 8 * i)),
+            size: std::array::from_fn(|i| u64_at(OFF_SIZE + 8 * i)),
+            scratch: u64_at(OFF_SCRATCH),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_at_xrp_offsets() {
+        let mut c = XrpContext { data: 0x1122, done: -1, scratch: 0x3344, ..Default::default() };
+        c.next_addr[15] = 7;
+        c.size[0] = 4096;
+        let b = c.to_bytes();
+        assert_eq!(&b[OFF_DONE..OFF_DONE + 4], &[0xff; 4]);
+        assert_eq!(b[OFF_NEXT_ADDR + 15 * 8], 7);
+        assert_eq!(b[OFF_SCRATCH], 0x44);
+        let back = XrpContext::from_bytes(&b);
+        assert_eq!((back.data, back.done, back.next_addr[15], back.size[0], back.scratch), (0x1122, -1, 7, 4096, 0x3344));
+    }
+}
