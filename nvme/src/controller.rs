@@ -1,0 +1,406 @@
+//! A controller: bring-up as an explicit state machine (SPDK's
+//! `nvme_ctrlr_state`), admin commands, namespaces, and I/O queue pairs.
+//! The same code drives the emulated controller and a PCIe controller.
+
+use crate::dma::DmaBuf;
+use crate::error::CtrlError;
+use crate::prp::{PAGE, PRP_LIST_ENTRIES};
+use crate::queue::{Namespace, QueueParts, QueuePair, COMPLETIONS_PER_POLL_MAX};
+use crate::spec::cmd::{self, AdminOpcode, SQE_SIZE};
+use crate::spec::cqe::CQE_SIZE;
+use crate::spec::regs::{self, offset, Cap, Cc, Csts};
+use crate::spec::{IdentifyController, IdentifyNamespace, Sqe, Status};
+use crate::transport::Transport;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zerocopy::FromBytes;
+
+/// Entries of the admin queues.
+pub const ADMIN_DEPTH: u16 = 32;
+/// How long an admin command may take.
+pub const ADMIN_TIMEOUT_MS: u64 = 10_000;
+/// Most I/O queue pairs we ask a controller for.
+pub const IO_QUEUES_WANTED: u16 = 64;
+/// Deepest I/O queue we create (entries).
+pub const IO_DEPTH_MAX: u16 = 4096;
+
+/// Bring-up states, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Disable,
+    WaitDisabled,
+    ConfigureAdmin,
+    Enable,
+    WaitReady,
+    IdentifyController,
+    SetQueueCount,
+    IdentifyNamespaces,
+    Ready,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Disable => "disable",
+            State::WaitDisabled => "wait for disable",
+            State::ConfigureAdmin => "configure admin queue",
+            State::Enable => "enable",
+            State::WaitReady => "wait for ready",
+            State::IdentifyController => "identify controller",
+            State::SetQueueCount => "set number of queues",
+            State::IdentifyNamespaces => "identify namespaces",
+            State::Ready => "ready",
+        }
+    }
+}
+
+struct Shared {
+    transport: Arc<dyn Transport>,
+    dstrd: u8,
+    admin: Mutex<Option<QueuePair<()>>>,
+    free_qids: Mutex<Vec<u16>>,
+}
+
+impl Shared {
+    /// Runs one admin command to completion (polling), returning CQE DW0 and
+    /// the data buffer.
+    fn admin(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
+        let mut guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(qp) = guard.as_mut() else {
+            return Err(CtrlError::Fatal { state: "admin command before the admin queue exists" });
+        };
+        qp.submit(sqe, data, ()).map_err(|r| CtrlError::Queue(r.error))?;
+        let deadline = Instant::now() + Duration::from_millis(ADMIN_TIMEOUT_MS);
+        loop {
+            let mut done = None;
+            qp.process_completions(1, |_, c| done = Some(c))?;
+            if let Some(c) = done {
+                if !c.status.is_success() {
+                    return Err(CtrlError::AdminFailed { opcode: sqe.opcode, status: c.status });
+                }
+                return Ok((c.result, c.buf));
+            }
+            if Instant::now() > deadline {
+                return Err(CtrlError::AdminTimeout { opcode: sqe.opcode, ms: ADMIN_TIMEOUT_MS });
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// An attached, enabled controller.
+pub struct Controller {
+    shared: Arc<Shared>,
+    cap: Cap,
+    ident: Box<IdentifyController>,
+    namespaces: Vec<Namespace>,
+    io_queues: u16,
+    trace: Vec<State>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("transport", &self.shared.transport.name())
+            .field("model", &self.ident.model())
+            .field("namespaces", &self.namespaces)
+            .finish()
+    }
+}
+
+/// Bring-up in progress: one method per state.
+struct BringUp {
+    transport: Arc<dyn Transport>,
+    cap: Cap,
+    deadline: Instant,
+    shared: Option<Arc<Shared>>,
+    ident: Option<Box<IdentifyController>>,
+    io_queues: u16,
+    namespaces: Vec<Namespace>,
+    trace: Vec<State>,
+}
+
+impl BringUp {
+    fn step(&mut self, s: State) -> Result<State, CtrlError> {
+        self.trace.push(s);
+        let t = self.transport.clone();
+        match s {
+            State::Disable => {
+                if !self.cap.nvm_css() || self.cap.mps_min() > PAGE {
+                    return Err(CtrlError::Unsupported { cap: self.cap.0 });
+                }
+                let cc = Cc(t.read32(offset::CC));
+                if cc.enabled() {
+                    t.write32(offset::CC, cc.0 & !1);
+                }
+                self.deadline = Instant::now() + Duration::from_millis(self.cap.timeout_ms().max(500));
+                Ok(State::WaitDisabled)
+            }
+            State::WaitDisabled => {
+                self.wait(|c| !c.ready(), "disabled", false)?;
+                Ok(State::ConfigureAdmin)
+            }
+            State::ConfigureAdmin => {
+                let depth = ADMIN_DEPTH.min(u16::try_from(self.cap.max_queue_entries()).unwrap_or(u16::MAX));
+                let dma = t.dma();
+                let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
+                let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
+                t.write32(offset::AQA, regs::aqa(u32::from(depth), u32::from(depth)));
+                t.write64(offset::ASQ, sq_mem.iova().0);
+                t.write64(offset::ACQ, cq_mem.iova().0);
+                let qp = QueuePair::new(QueueParts {
+                    qid: 0,
+                    dstrd: self.cap.dstrd(),
+                    transport: t.clone(),
+                    sq_mem,
+                    cq_mem,
+                    entries: depth,
+                    max_per_poll: COMPLETIONS_PER_POLL_MAX,
+                });
+                self.shared = Some(Arc::new(Shared {
+                    transport: t.clone(),
+                    dstrd: self.cap.dstrd(),
+                    admin: Mutex::new(Some(qp)),
+                    free_qids: Mutex::new(Vec::new()),
+                }));
+                Ok(State::Enable)
+            }
+            State::Enable => {
+                t.write32(offset::CC, Cc::enable_default().0);
+                self.deadline = Instant::now() + Duration::from_millis(self.cap.timeout_ms().max(500));
+                Ok(State::WaitReady)
+            }
+            State::WaitReady => {
+                self.wait(|c| c.ready(), "ready", true)?;
+                Ok(State::IdentifyController)
+            }
+            State::IdentifyController => {
+                let buf = self.admin_identify(cmd::CNS_CONTROLLER, 0)?;
+                let ident = IdentifyController::read_from_bytes(&buf).map_err(|_| CtrlError::Fatal { state: "identify controller" })?;
+                self.ident = Some(Box::new(ident));
+                Ok(State::SetQueueCount)
+            }
+            State::SetQueueCount => {
+                let n = u32::from(IO_QUEUES_WANTED - 1);
+                let sqe = Sqe { opcode: AdminOpcode::SetFeatures as u8, cdw10: cmd::FEAT_NUMBER_OF_QUEUES, cdw11: n | (n << 16), ..Sqe::default() };
+                let (res, _) = self.shared().admin(sqe, None)?;
+                let nsq = (res & 0xffff) as u16;
+                let ncq = (res >> 16) as u16;
+                self.io_queues = nsq.min(ncq).saturating_add(1).min(IO_QUEUES_WANTED);
+                let qids: Vec<u16> = (1..=self.io_queues).rev().collect();
+                *self.shared().free_qids.lock().unwrap_or_else(|p| p.into_inner()) = qids;
+                Ok(State::IdentifyNamespaces)
+            }
+            State::IdentifyNamespaces => {
+                let nn = self.ident.as_ref().map_or(0, |i| i.nn);
+                let ids: Vec<u32> = match self.admin_identify(cmd::CNS_ACTIVE_NS_LIST, 0) {
+                    Ok(list) => list.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).take_while(|&id| id != 0).collect(),
+                    Err(_) => (1..=nn.min(1024)).collect(),
+                };
+                let mdts = self.ident.as_ref().map_or(0, |i| i.mdts);
+                let prp_max = PRP_LIST_ENTRIES as u64 * PAGE;
+                let max_transfer = if mdts == 0 { prp_max } else { (self.cap.mps_min() << mdts.min(20)).min(prp_max) };
+                for nsid in ids {
+                    let buf = self.admin_identify(cmd::CNS_NAMESPACE, nsid)?;
+                    let ns = IdentifyNamespace::read_from_bytes(&buf).map_err(|_| CtrlError::Fatal { state: "identify namespace" })?;
+                    if ns.nsze == 0 {
+                        continue;
+                    }
+                    let block_size = ns.lba_format().data_size().ok_or(CtrlError::BadLbaFormat { nsid })?;
+                    self.namespaces.push(Namespace { id: nsid, block_size, blocks: ns.nsze, max_transfer });
+                }
+                Ok(State::Ready)
+            }
+            State::Ready => Ok(State::Ready),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        // Every state after ConfigureAdmin runs with the admin queue in place.
+        self.shared.as_ref().expect("admin queue configured before admin commands")
+    }
+
+    fn admin_identify(&self, cns: u32, nsid: u32) -> Result<Vec<u8>, CtrlError> {
+        let buf = self.transport.dma().alloc(4096)?;
+        let sqe = Sqe { opcode: AdminOpcode::Identify as u8, nsid, cdw10: cns, ..Sqe::default() };
+        let (_, buf) = self.shared().admin(sqe, Some((buf, 4096)))?;
+        Ok(buf.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
+    fn wait(&self, done: impl Fn(Csts) -> bool, want: &'static str, fatal_is_error: bool) -> Result<(), CtrlError> {
+        loop {
+            let csts = Csts(self.transport.read32(offset::CSTS));
+            if fatal_is_error && csts.fatal() {
+                return Err(CtrlError::Fatal { state: want });
+            }
+            if done(csts) {
+                return Ok(());
+            }
+            if Instant::now() > self.deadline {
+                return Err(CtrlError::Timeout { want, ms: self.cap.timeout_ms() });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+impl Controller {
+    /// Brings a controller up: disable, admin queue, enable, wait ready,
+    /// identify, queue count, namespaces.
+    pub fn attach(transport: Arc<dyn Transport>) -> Result<Controller, CtrlError> {
+        let cap = Cap(transport.read64(offset::CAP));
+        let mut b = BringUp {
+            transport,
+            cap,
+            deadline: Instant::now(),
+            shared: None,
+            ident: None,
+            io_queues: 0,
+            namespaces: Vec::new(),
+            trace: Vec::new(),
+        };
+        let mut state = State::Disable;
+        while state != State::Ready {
+            state = b.step(state)?;
+        }
+        b.trace.push(State::Ready);
+        let shared = b.shared.take().ok_or(CtrlError::Fatal { state: "bring-up" })?;
+        let ident = b.ident.take().ok_or(CtrlError::Fatal { state: "identify controller" })?;
+        Ok(Controller { shared, cap, ident, namespaces: b.namespaces, io_queues: b.io_queues, trace: b.trace })
+    }
+
+    pub fn identify(&self) -> &IdentifyController {
+        &self.ident
+    }
+    pub fn cap(&self) -> Cap {
+        self.cap
+    }
+    /// The states bring-up went through, in order.
+    pub fn bringup_trace(&self) -> &[State] {
+        &self.trace
+    }
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.shared.transport
+    }
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.namespaces
+    }
+    /// I/O queue pairs the controller granted.
+    pub fn io_queue_count(&self) -> u16 {
+        self.io_queues
+    }
+    pub fn namespace(&self, nsid: u32) -> Result<Namespace, CtrlError> {
+        self.namespaces.iter().copied().find(|n| n.id == nsid).ok_or(CtrlError::NoSuchNamespace { nsid, count: self.namespaces.len() })
+    }
+
+    /// Runs a raw admin command (for tests and tools).
+    pub fn admin_raw(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
+        self.shared.admin(sqe, data)
+    }
+
+    /// Creates an I/O queue pair of `depth` entries (at most `depth - 1`
+    /// commands in flight), handling at most `max_per_poll` completions per poll.
+    pub fn alloc_io_qpair<C>(&self, depth: u16, max_per_poll: usize) -> Result<IoQueuePair<C>, CtrlError> {
+        let max = u16::try_from(self.cap.max_queue_entries()).unwrap_or(u16::MAX).min(IO_DEPTH_MAX);
+        if depth < 2 || depth > max {
+            return Err(CtrlError::BadDepth { depth: u32::from(depth), max: u32::from(max) });
+        }
+        let qid = self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(CtrlError::NoQueues { granted: self.io_queues })?;
+        match self.create_queues(qid, depth, max_per_poll) {
+            Ok(qp) => Ok(IoQueuePair { qp, qid, shared: self.shared.clone() }),
+            Err(e) => {
+                self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(qid);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_queues<C>(&self, qid: u16, depth: u16, max_per_poll: usize) -> Result<QueuePair<C>, CtrlError> {
+        let dma = self.shared.transport.dma();
+        let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
+        let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
+        let size = u32::from(depth - 1) << 16;
+        let create_cq = Sqe {
+            opcode: AdminOpcode::CreateIoCq as u8,
+            prp1: cq_mem.iova().0,
+            cdw10: u32::from(qid) | size,
+            cdw11: cmd::QUEUE_PHYS_CONTIG,
+            ..Sqe::default()
+        };
+        // The completion ring must be zeroed (phase 0) before the device owns it.
+        let mut cq_mem = cq_mem;
+        cq_mem.fill(0);
+        self.shared.admin(create_cq, None)?;
+        let create_sq = Sqe {
+            opcode: AdminOpcode::CreateIoSq as u8,
+            prp1: sq_mem.iova().0,
+            cdw10: u32::from(qid) | size,
+            cdw11: cmd::QUEUE_PHYS_CONTIG | (u32::from(qid) << 16),
+            ..Sqe::default()
+        };
+        if let Err(e) = self.shared.admin(create_sq, None) {
+            let del = Sqe { opcode: AdminOpcode::DeleteIoCq as u8, cdw10: u32::from(qid), ..Sqe::default() };
+            let _ = self.shared.admin(del, None);
+            return Err(e);
+        }
+        Ok(QueuePair::new(QueueParts {
+            qid,
+            dstrd: self.shared.dstrd,
+            transport: self.shared.transport.clone(),
+            sq_mem,
+            cq_mem,
+            entries: depth,
+            max_per_poll,
+        }))
+    }
+}
+
+/// An I/O queue pair; deleting it on drop deletes the device's queues.
+pub struct IoQueuePair<C> {
+    qp: QueuePair<C>,
+    qid: u16,
+    shared: Arc<Shared>,
+}
+
+impl<C> std::fmt::Debug for IoQueuePair<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.qp.fmt(f)
+    }
+}
+
+impl<C> std::ops::Deref for IoQueuePair<C> {
+    type Target = QueuePair<C>;
+    fn deref(&self) -> &QueuePair<C> {
+        &self.qp
+    }
+}
+
+impl<C> std::ops::DerefMut for IoQueuePair<C> {
+    fn deref_mut(&mut self) -> &mut QueuePair<C> {
+        &mut self.qp
+    }
+}
+
+impl<C> Drop for IoQueuePair<C> {
+    fn drop(&mut self) {
+        // Delete the SQ first (the device stops fetching and stops DMA for
+        // it), then the CQ; buffers of commands still in flight are freed
+        // only after that, when `qp` drops.
+        for (op, _) in [(AdminOpcode::DeleteIoSq, ()), (AdminOpcode::DeleteIoCq, ())] {
+            let sqe = Sqe { opcode: op as u8, cdw10: u32::from(self.qid), ..Sqe::default() };
+            let _ = self.shared.admin(sqe, None);
+        }
+        self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
+    }
+}
+
+/// Status helper for callers that want to treat a completion as a Result.
+pub fn check(status: Status) -> Result<(), Status> {
+    if status.is_success() { Ok(()) } else { Err(status) }
+}

@@ -1,0 +1,70 @@
+//! Errors of the driver: one enum for queue operations, one for controller
+//! bring-up and administration.
+
+use crate::dma::DmaError;
+use crate::prp::PrpError;
+use crate::spec::Status;
+
+/// Why a command could not be queued (the request is handed back with it).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue {qid} is full ({in_flight} commands in flight); poll completions and retry")]
+    QueueFull { qid: u16, in_flight: usize },
+    #[error("buffer of {buf} bytes is too small for {nlb} blocks of {block} bytes")]
+    BufferTooSmall { buf: usize, nlb: u32, block: u32 },
+    #[error("transfer of {bytes} bytes exceeds the controller's maximum of {max} bytes (MDTS)")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("a transfer of 0 blocks was requested")]
+    ZeroBlocks,
+    #[error("byte offset {offset} or length {len} is not a multiple of the {block}-byte block size")]
+    Unaligned { offset: u64, len: u64, block: u32 },
+    #[error(transparent)]
+    Prp(#[from] PrpError),
+    #[error("no DMA memory for a PRP list page: {0}")]
+    PrpListAlloc(#[source] DmaError),
+    #[error("the device completed command id {cid}, which is not in flight on queue {qid}; the controller is misbehaving")]
+    BogusCompletion { qid: u16, cid: u16 },
+    #[error("the device reported submission-queue head {head} on queue {qid}, outside what was submitted")]
+    BogusSqHead { qid: u16, head: u16 },
+}
+
+/// A command that could not be queued, handed back to its owner whole.
+#[derive(Debug)]
+pub struct Rejected<C> {
+    pub error: QueueError,
+    pub buf: Option<crate::dma::DmaBuf>,
+    pub cookie: C,
+}
+
+impl<C> Rejected<C> {
+    pub fn new(error: QueueError, buf: Option<crate::dma::DmaBuf>, cookie: C) -> Self {
+        Rejected { error, buf, cookie }
+    }
+}
+
+/// Errors of controller bring-up and administration.
+#[derive(Debug, thiserror::Error)]
+pub enum CtrlError {
+    #[error("controller did not become {want} within {ms} ms (CAP.TO); is it a working NVMe controller?")]
+    Timeout { want: &'static str, ms: u64 },
+    #[error("controller reported fatal status (CSTS.CFS) during {state}; reset it (sfbench setup reset) and retry")]
+    Fatal { state: &'static str },
+    #[error("controller does not support the NVM command set or 4 KiB pages (CAP={cap:#x})")]
+    Unsupported { cap: u64 },
+    #[error("admin command {opcode:#04x} failed: {status}")]
+    AdminFailed { opcode: u8, status: Status },
+    #[error("admin command {opcode:#04x} did not complete within {ms} ms")]
+    AdminTimeout { opcode: u8, ms: u64 },
+    #[error("namespace {nsid} does not exist (controller has {count})")]
+    NoSuchNamespace { nsid: u32, count: usize },
+    #[error("namespace {nsid} has an unsupported LBA format (LBADS outside 512 B..64 KiB)")]
+    BadLbaFormat { nsid: u32 },
+    #[error("no I/O queue left: the controller granted {granted}")]
+    NoQueues { granted: u16 },
+    #[error("queue depth {depth} out of range 2..={max}")]
+    BadDepth { depth: u32, max: u32 },
+    #[error(transparent)]
+    Dma(#[from] DmaError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
