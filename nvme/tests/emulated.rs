@@ -178,7 +178,7 @@ fn out_of_range_lba_gets_the_nvme_status() {
 
 #[test]
 fn bad_opcode_namespace_and_prps_get_their_statuses() {
-    let (_emu, ctrl, ns) = setup(1 << 20, EmuConfig::default());
+    let (_emu, ctrl, ns) = setup(4 << 20, EmuConfig::default());
     let mut qp = ctrl.alloc_io_qpair::<&str>(8, 0).unwrap();
     let buf = ctrl.transport().dma().alloc(4096).unwrap();
     let good = buf.iova().0;
