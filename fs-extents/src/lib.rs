@@ -6,7 +6,14 @@
 //! on "the device the driver reads"; turning them into LBAs is the caller's job.
 
 pub mod addr;
+pub mod device;
+pub mod ext4;
+pub mod fiemap;
 pub mod map;
+mod sys;
 
 pub use addr::{DevOffset, FileOffset};
+pub use device::{DeviceError, DeviceTarget};
+pub use ext4::{Ext4, Ext4Error};
+pub use fiemap::{FiemapError, TrackedFile};
 pub use map::{ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError};
