@@ -300,6 +300,92 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
     }
 }
 
+/// Rewrites the instructions rbpf's JIT gets wrong into equivalents it gets
+/// right, for both engines (so that they run the same code):
+/// - `mov32 dst, src`: the JIT emits a 64-bit move and keeps the upper half
+///   of `src`; becomes `mov64 dst, src; and32 dst, -1` (a 32-bit x86 `and`
+///   zero-extends), or just the `and32` when `dst == src`;
+/// - `le16`/`le32`: the JIT emits nothing, the ISA truncates; on a
+///   little-endian host they are `and64 dst, 0xffff` and `and32 dst, -1`.
+///
+/// Jump offsets and local-call immediates are recomputed for the new layout.
+pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
+    const _: () = assert!(cfg!(target_endian = "little"), "BPF programs are little-endian; the lowering assumes a little-endian host");
+    let and32_all = |dst: u8| Insn { opc: insn::CLASS_ALU | insn::ALU_AND | insn::SRC_K, dst, src: 0, off: 0, imm: -1 };
+    let mut out = Vec::with_capacity(prog.len() + prog.len() / 8);
+    // new_pc[old] = first new slot of old slot `old`; the jump or call of a
+    // slot is always its last new slot (jumps are never expanded).
+    let mut new_pc = Vec::with_capacity(prog.len() + 1);
+    let mut second_slot = false;
+    for i in prog {
+        new_pc.push(out.len());
+        if second_slot {
+            second_slot = false;
+            out.push(*i);
+            continue;
+        }
+        second_slot = i.opc == insn::OP_LDDW;
+        match (i.opc, i.imm) {
+            (op, _) if op == insn::CLASS_ALU | insn::ALU_MOV | insn::SRC_X && i.off == 0 => {
+                if i.dst != i.src {
+                    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X, ..*i });
+                }
+                out.push(and32_all(i.dst));
+            }
+            (op, 16) if op == insn::CLASS_ALU | insn::ALU_END | insn::SRC_K => {
+                out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_AND | insn::SRC_K, dst: i.dst, src: 0, off: 0, imm: 0xffff });
+            }
+            (op, 32) if op == insn::CLASS_ALU | insn::ALU_END | insn::SRC_K => out.push(and32_all(i.dst)),
+            _ => out.push(*i),
+        }
+    }
+    new_pc.push(out.len());
+    if out.len() > PROG_SLOTS_MAX {
+        return Err(IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX });
+    }
+    for (pc, i) in prog.iter().enumerate() {
+        let class = i.class();
+        if class != insn::CLASS_JMP && class != insn::CLASS_JMP32 {
+            continue;
+        }
+        let op = i.opc & 0xf0;
+        let at = new_pc[pc + 1] - 1;
+        let new_target = |rel: i64| -> Result<i64, IsaError> {
+            let t = pc as i64 + 1 + rel;
+            let t = usize::try_from(t).ok().and_then(|t| new_pc.get(t)).ok_or(IsaError::BadTarget { what: "jump", pc, target: t })?;
+            Ok(*t as i64 - (at as i64 + 1))
+        };
+        if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL {
+            let rel = new_target(i64::from(i.imm))?;
+            out[at].imm = i32::try_from(rel).map_err(|_| IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX })?;
+        } else if op != insn::JMP_CALL && op != insn::JMP_EXIT {
+            let rel = new_target(i64::from(i.off))?;
+            out[at].off = i16::try_from(rel).map_err(|_| IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX })?;
+        }
+    }
+    Ok(out)
+}
+
+/// Instructions rbpf's interpreter runs differently from the ISA (and from
+/// rbpf's JIT): the unsigned 64-bit compares `jeq jne jgt jge jlt jle` with
+/// an immediate zero-extend it instead of sign-extending it, so a negative
+/// immediate compares against the wrong value. The interpreter refuses them.
+pub fn check_interpreter(prog: &[Insn]) -> Result<(), IsaError> {
+    for (pc, i) in prog.iter().enumerate() {
+        let op = i.opc & 0xf0;
+        let unsigned_cmp = matches!(op, insn::JMP_JEQ | insn::JMP_JNE | insn::JMP_JGT | insn::JMP_JGE | insn::JMP_JLT | insn::JMP_JLE);
+        if i.opc & 0x0f == insn::CLASS_JMP | insn::SRC_K && unsigned_cmp && i.imm < 0 {
+            return Err(IsaError::Unsupported {
+                name: name(i),
+                opc: i.opc,
+                pc,
+                hint: " with a negative immediate by the interpreter (rbpf zero-extends it); use the JIT",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// rbpf's verifier hook: the same check on raw bytes, with rbpf's error type.
 pub fn rbpf_verifier(prog: &[u8]) -> Result<(), std::io::Error> {
     let insns = insn::decode_all(prog)
@@ -333,6 +419,21 @@ mod tests {
         assert!(check_program(&p).unwrap_err().to_string().starts_with("lock cmpxchg "));
         let p = [ins(0xd7, 0, 0, 0, 16), EXIT];
         assert!(check_program(&p).unwrap_err().to_string().starts_with("bswap "));
+    }
+
+    #[test]
+    fn lowering_expands_mov32_and_fixes_offsets() {
+        // jeq r0, 0, +2 ; mov32 r1, r2 ; le16 r1 ; exit ; (local call target)
+        let p = [ins(0x15, 0, 0, 2, 0), ins(0xbc, 1, 2, 0, 0), ins(0xd4, 1, 0, 0, 16), EXIT];
+        let l = lower_for_rbpf(&p).unwrap();
+        assert_eq!(l.len(), 5);
+        assert_eq!(l[0].off, 3, "jump over the expanded mov32");
+        assert_eq!((l[1].opc, l[2].opc, l[2].imm), (0xbf, 0x54, -1));
+        assert_eq!((l[3].opc, l[3].imm), (0x57, 0xffff));
+        // A backward jump across an expansion.
+        let p = [ins(0xbc, 1, 2, 0, 0), ins(0x05, 0, 0, -2, 0), EXIT];
+        let l = lower_for_rbpf(&p).unwrap();
+        assert_eq!(l[2].off, -3);
     }
 
     #[test]

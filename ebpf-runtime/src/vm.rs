@@ -110,6 +110,10 @@ impl Instance {
 
     fn build(insns: Vec<Insn>, maps: Vec<Map>, engine: Engine, data_size: u32) -> Result<Instance, VmError> {
         isa::check_program(&insns)?;
+        if engine == Engine::Interpreter {
+            isa::check_interpreter(&insns)?;
+        }
+        let insns = isa::lower_for_rbpf(&insns)?;
         if engine == Engine::Jit && !cfg!(target_arch = "x86_64") {
             return Err(VmError::JitUnsupported);
         }
@@ -240,7 +244,11 @@ fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
 /// and write any address of the process.
 pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, VmError> {
     isa::check_program(insns)?;
-    let code = insn::encode_all(insns);
+    if engine == Engine::Interpreter {
+        isa::check_interpreter(insns)?;
+    }
+    let insns = isa::lower_for_rbpf(insns)?;
+    let code = insn::encode_all(&insns);
     let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(VmError::Rbpf)?;
     vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
     vm.set_program(&code).map_err(VmError::Rbpf)?;
