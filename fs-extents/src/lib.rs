@@ -10,10 +10,12 @@ pub mod device;
 pub mod ext4;
 pub mod fiemap;
 pub mod map;
+pub mod registry;
 mod sys;
 
 pub use addr::{DevOffset, FileOffset};
 pub use device::{DeviceError, DeviceTarget};
 pub use ext4::{Ext4, Ext4Error};
 pub use fiemap::{FiemapError, TrackedFile};
+pub use registry::{AccessError, FileId, Registry, Snapshot, TenantId};
 pub use map::{ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError};
