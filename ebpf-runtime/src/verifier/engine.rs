@@ -1,0 +1,393 @@
+//! The abstract interpreter: a depth-first walk over all paths with state
+//! pruning at jump targets, loop detection and the processed-instruction cap.
+
+use super::alu;
+use super::branch::{refine, Cmp};
+use super::error::VerifyError;
+use super::helpers::{self, Arg, Ret};
+use super::mem;
+use super::regs::{Ptr, PtrKind, Reg};
+use super::scalar::Scalar;
+use super::state::State;
+use super::structure::Cfg;
+use super::{Env, Stats};
+use crate::insn::*;
+
+/// A path being explored: where it is, its state, and the stored states
+/// that are its ancestors (still being explored, so not yet proven safe).
+struct Path {
+    pc: usize,
+    st: State,
+    ancestors: Vec<u32>,
+}
+
+/// The walk over all paths of one program.
+pub struct Engine<'a> {
+    prog: &'a [Insn],
+    env: &'a Env<'a>,
+    cfg: Cfg,
+    explored: Vec<Vec<(u32, State)>>,
+    stored: u64,
+    next_state_id: u32,
+    next_ptr_id: u32,
+    stats: Stats,
+}
+
+enum Flow {
+    Continue,
+    End,
+}
+
+fn read(st: &State, insn: usize, reg: u8) -> Result<Reg, VerifyError> {
+    match st.regs[usize::from(reg)] {
+        Reg::NotInit => Err(VerifyError::UninitRegister { insn, reg }),
+        r => Ok(r),
+    }
+}
+
+fn size_of(opc: u8) -> u32 {
+    match opc & 0x18 {
+        SIZE_B => 1,
+        SIZE_H => 2,
+        SIZE_W => 4,
+        _ => 8,
+    }
+}
+
+fn reg_no(i: usize) -> u8 {
+    // Helper argument registers are r1-r5.
+    u8::try_from(i).unwrap_or(u8::MAX)
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(prog: &'a [Insn], env: &'a Env<'a>, cfg: Cfg) -> Engine<'a> {
+        Engine {
+            prog,
+            env,
+            cfg,
+            explored: vec![Vec::new(); prog.len()],
+            stored: 0,
+            next_state_id: 0,
+            next_ptr_id: 0,
+            stats: Stats { insns: prog.len(), ..Stats::default() },
+        }
+    }
+
+    pub fn run(mut self) -> Result<Stats, VerifyError> {
+        let mut pending = vec![Path { pc: 0, st: State::entry(), ancestors: Vec::new() }];
+        while let Some(mut cur) = pending.pop() {
+            loop {
+                self.stats.insns_processed += 1;
+                let cap = self.env.limits.insns_processed_max;
+                if self.stats.insns_processed > cap {
+                    let insn = cur.pc;
+                    return Err(if self.cfg.has_back_edge {
+                        VerifyError::LoopCap { insn, cap }
+                    } else {
+                        VerifyError::TooComplex { insn, cap }
+                    });
+                }
+                if self.cfg.prune_point[cur.pc] && self.visit(&mut cur)? {
+                    break;
+                }
+                match self.step(&mut cur, &mut pending)? {
+                    Flow::Continue => {}
+                    Flow::End => break,
+                }
+            }
+        }
+        Ok(self.stats)
+    }
+
+    /// At a prune point: `true` if a stored state covers the path (cut it);
+    /// otherwise the state is stored. A covering state that is an ancestor
+    /// means the loop can repeat forever.
+    fn visit(&mut self, cur: &mut Path) -> Result<bool, VerifyError> {
+        let pc = cur.pc;
+        for (id, old) in &self.explored[pc] {
+            if old.subsumes(&cur.st) {
+                if cur.ancestors.contains(id) {
+                    return Err(VerifyError::InfiniteLoop { insn: pc });
+                }
+                return Ok(true);
+            }
+        }
+        if self.stored < self.env.limits.states_max {
+            let id = self.next_state_id;
+            self.next_state_id = self.next_state_id.wrapping_add(1);
+            let list = &mut self.explored[pc];
+            if list.len() >= self.env.limits.states_per_insn_max {
+                list.remove(0);
+                self.stored -= 1;
+            }
+            list.push((id, cur.st.clone()));
+            self.stored += 1;
+            self.stats.states += 1;
+            self.stats.peak_states = self.stats.peak_states.max(self.stored);
+            cur.ancestors.push(id);
+        }
+        Ok(false)
+    }
+
+    fn step(&mut self, cur: &mut Path, pending: &mut Vec<Path>) -> Result<Flow, VerifyError> {
+        let pc = cur.pc;
+        let ins = self.prog[pc];
+        let st = &mut cur.st;
+        match ins.class() {
+            CLASS_ALU | CLASS_ALU64 => alu::step(st, &ins, pc)?,
+            CLASS_LDX => {
+                let v = mem::load(self.env, st, pc, ins.src, ins.off, size_of(ins.opc))?;
+                st.regs[usize::from(ins.dst)] = v;
+            }
+            CLASS_ST => {
+                #[allow(clippy::cast_sign_loss)] // sign-extended immediate, as stored
+                let v = Reg::constant(i64::from(ins.imm) as u64);
+                mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
+            }
+            CLASS_STX => {
+                let v = read(st, pc, ins.src)?;
+                mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
+            }
+            CLASS_LD => {
+                let next = self.prog[pc + 1];
+                let map = u32::try_from(ins.imm).unwrap_or(u32::MAX);
+                st.regs[usize::from(ins.dst)] = match ins.src {
+                    PSEUDO_MAP_IDX => Reg::Ptr(Ptr::new(PtrKind::MapHandle(map))),
+                    PSEUDO_MAP_IDX_VALUE => {
+                        Reg::Ptr(Ptr { off: i64::from(next.imm), ..Ptr::new(PtrKind::MapValue(map)) })
+                    }
+                    _ => {
+                        let lo = u64::from(ins.imm.cast_unsigned());
+                        let hi = u64::from(next.imm.cast_unsigned());
+                        Reg::constant(lo | (hi << 32))
+                    }
+                };
+                cur.pc += 2;
+                return Ok(Flow::Continue);
+            }
+            _ => return self.jump(cur, pending, ins),
+        }
+        cur.pc += 1;
+        Ok(Flow::Continue)
+    }
+
+    fn target(pc: usize, off: i16) -> usize {
+        // In range: checked by the static pass.
+        usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + i64::from(off)).unwrap_or(0)
+    }
+
+    fn jump(&mut self, cur: &mut Path, pending: &mut Vec<Path>, ins: Insn) -> Result<Flow, VerifyError> {
+        let pc = cur.pc;
+        let op = ins.opc & 0xf0;
+        match op {
+            JMP_JA => {
+                cur.pc = Self::target(pc, ins.off);
+                return Ok(Flow::Continue);
+            }
+            JMP_EXIT => {
+                return match cur.st.regs[0] {
+                    Reg::NotInit => Err(VerifyError::UninitR0AtExit { insn: pc }),
+                    Reg::Ptr(p) => Err(VerifyError::PointerLeakReturn { insn: pc, kind: p.kind.name() }),
+                    Reg::Scalar(_) => Ok(Flow::End),
+                };
+            }
+            JMP_CALL => {
+                self.call(&mut cur.st, pc, ins.imm)?;
+                cur.pc += 1;
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        let cmp = Cmp::of_op(op).ok_or(VerifyError::UnknownOpcode { insn: pc, opc: ins.opc })?;
+        let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp)?;
+        let target = Self::target(pc, ins.off);
+        match (taken, fall) {
+            (Some(t), Some(f)) => {
+                pending.push(Path { pc: target, st: t, ancestors: cur.ancestors.clone() });
+                cur.st = f;
+                cur.pc += 1;
+            }
+            (Some(t), None) => {
+                cur.st = t;
+                cur.pc = target;
+            }
+            (None, Some(f)) => {
+                cur.st = f;
+                cur.pc += 1;
+            }
+            (None, None) => return Ok(Flow::End),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The states on the taken and fall-through sides (`None`: infeasible).
+    fn branch(
+        &mut self,
+        st: &State,
+        pc: usize,
+        ins: &Insn,
+        cmp: Cmp,
+    ) -> Result<(Option<State>, Option<State>), VerifyError> {
+        let is32 = ins.class() == CLASS_JMP32;
+        let x = ins.opc & SRC_X != 0;
+        let d = read(st, pc, ins.dst)?;
+        let s = if x { read(st, pc, ins.src)? } else { Reg::constant(0) };
+        match (d, s) {
+            (Reg::Scalar(a), s) if !matches!(s, Reg::Ptr(_)) => {
+                let b = match s {
+                    Reg::Scalar(b) if x => b,
+                    _ => imm_operand(ins.imm, is32, cmp),
+                };
+                let side = |c: Cmp| -> Option<State> {
+                    let (a2, b2, exact) = if is32 { refine32(c, a, b, x)? } else { refine(c, a, b).map(|(p, q)| (p, q, true))? };
+                    let mut out = st.clone();
+                    if exact {
+                        if x && ins.src != ins.dst {
+                            out.regs[usize::from(ins.src)] = Reg::Scalar(b2);
+                        }
+                        if !(x && ins.src == ins.dst) {
+                            out.regs[usize::from(ins.dst)] = Reg::Scalar(a2);
+                        }
+                    }
+                    Some(out)
+                };
+                Ok((side(cmp), side(cmp.negate())))
+            }
+            (Reg::Ptr(p), Reg::Scalar(z))
+                if !is32 && z.as_const() == Some(0) && matches!(cmp, Cmp::Eq | Cmp::Ne) && (x || ins.imm == 0) =>
+            {
+                let (null, nonnull) = match p.kind {
+                    PtrKind::MapValueOrNull(m) => {
+                        let mut n = st.clone();
+                        let mut v = st.clone();
+                        set_null(&mut n, p.id, None);
+                        set_null(&mut v, p.id, Some(m));
+                        (Some(n), Some(v))
+                    }
+                    _ => (None, Some(st.clone())),
+                };
+                Ok(if cmp == Cmp::Eq { (null, nonnull) } else { (nonnull, null) })
+            }
+            (Reg::Ptr(_), _) => Err(VerifyError::PointerCompare { insn: pc, reg: ins.dst }),
+            _ => Err(VerifyError::PointerCompare { insn: pc, reg: ins.src }),
+        }
+    }
+
+    fn call(&mut self, st: &mut State, pc: usize, id: i32) -> Result<(), VerifyError> {
+        let proto = helpers::proto(id).ok_or(VerifyError::UnknownHelper { insn: pc, id })?;
+        let helper = proto.name;
+        let mut map: Option<usize> = None;
+        for (i, arg) in proto.args.iter().enumerate() {
+            let reg = reg_no(i + 1);
+            let r = st.regs[i + 1];
+            let spec = map.and_then(|m| self.env.maps.get(m));
+            match arg {
+                Arg::Map => match r {
+                    Reg::Ptr(Ptr { kind: PtrKind::MapHandle(m), .. }) => map = usize::try_from(m).ok(),
+                    Reg::NotInit => return Err(VerifyError::UninitRegister { insn: pc, reg }),
+                    other => {
+                        return Err(VerifyError::HelperArg {
+                            insn: pc,
+                            reg,
+                            helper,
+                            got: other.type_name(),
+                            expected: "map_ptr",
+                        })
+                    }
+                },
+                Arg::Key | Arg::Value => {
+                    let (size, what) = match (arg, spec) {
+                        (Arg::Key, Some(s)) => (s.key_size, "pointer to key"),
+                        (_, Some(s)) => (s.value_size, "pointer to value"),
+                        // The map argument always comes first and is checked.
+                        (_, None) => (0, "pointer"),
+                    };
+                    mem::helper_read(self.env, st, pc, reg, size, helper, what)?;
+                }
+                Arg::Scalar | Arg::OptScalar => match r {
+                    Reg::NotInit if *arg == Arg::OptScalar => {}
+                    Reg::NotInit => return Err(VerifyError::UninitRegister { insn: pc, reg }),
+                    Reg::Ptr(p) => {
+                        return Err(VerifyError::PointerLeakHelper { insn: pc, reg, kind: p.kind.name(), helper })
+                    }
+                    Reg::Scalar(_) => {}
+                },
+                Arg::Mem => {
+                    let size_reg = reg + 1;
+                    let size = match st.regs[i + 2] {
+                        Reg::Scalar(s) => s.as_const().filter(|v| *v > 0).and_then(|v| u32::try_from(v).ok()),
+                        _ => None,
+                    };
+                    let Some(size) = size else {
+                        return Err(VerifyError::HelperArg {
+                            insn: pc,
+                            reg: size_reg,
+                            helper,
+                            got: st.regs[i + 2].type_name(),
+                            expected: "constant size > 0",
+                        });
+                    };
+                    mem::helper_read(self.env, st, pc, reg, size, helper, "pointer to memory")?;
+                }
+                Arg::ConstSize => {}
+            }
+        }
+        for r in &mut st.regs[1..=5] {
+            *r = Reg::NotInit;
+        }
+        st.regs[0] = match (proto.ret, map) {
+            (Ret::MapValueOrNull, Some(m)) => {
+                self.next_ptr_id += 1;
+                let kind = PtrKind::MapValueOrNull(u32::try_from(m).unwrap_or(u32::MAX));
+                Reg::Ptr(Ptr { id: self.next_ptr_id, ..Ptr::new(kind) })
+            }
+            _ => Reg::Scalar(Scalar::unknown()),
+        };
+        Ok(())
+    }
+}
+
+/// After a null check of the pointer with `id`: null (`None`) makes every
+/// copy the scalar 0, non-null (`Some(map)`) makes them map value pointers.
+fn set_null(st: &mut State, id: u32, map: Option<u32>) {
+    st.for_each_reg(|r| {
+        if let Reg::Ptr(p) = r {
+            if matches!(p.kind, PtrKind::MapValueOrNull(_)) && p.id == id {
+                *r = match map {
+                    None => Reg::constant(0),
+                    Some(m) => Reg::Ptr(Ptr { kind: PtrKind::MapValue(m), id: 0, ..*p }),
+                };
+            }
+        }
+    });
+}
+
+/// The immediate operand of a conditional jump as the runtime compares it:
+/// JMP sign-extends to 64 bits; JMP32 compares 32 bits (as u32, or as i32
+/// for signed comparisons, which refine32 maps onto non-negative values).
+#[allow(clippy::cast_sign_loss)] // deliberate sign extension of the immediate
+fn imm_operand(imm: i32, is32: bool, cmp: Cmp) -> Scalar {
+    if is32 && !cmp.is_signed() {
+        Scalar::constant(u64::from(imm.cast_unsigned()))
+    } else {
+        Scalar::constant(i64::from(imm) as u64)
+    }
+}
+
+/// JMP32 on scalars. When both operands are known to fit in the compared
+/// 32 bits (non-negative i32 for signed comparisons), the 64-bit refinement
+/// is exact. Otherwise only feasibility is decided, on the low 32 bits, and
+/// the registers are left as they are (`exact` = false).
+fn refine32(cmp: Cmp, a: Scalar, b: Scalar, x: bool) -> Option<(Scalar, Scalar, bool)> {
+    let lim: u64 = if cmp.is_signed() { 0x7fff_ffff } else { 0xffff_ffff };
+    if a.umax <= lim && (!x || b.umax <= lim) {
+        return refine(cmp, a, b).map(|(p, q)| (p, q, true));
+    }
+    let (ta, tb) = (a.trunc32(), b.trunc32());
+    if ta.umax <= lim && tb.umax <= lim {
+        refine(cmp, ta, tb)?;
+    } else if !cmp.is_signed() {
+        refine(cmp, ta, tb)?;
+    }
+    Some((a, b, false))
+}

@@ -1,0 +1,283 @@
+//! Abstract scalars: unsigned and signed 64-bit ranges plus known bits, and
+//! their transfer functions for the ALU. Every function returns a sound
+//! over-approximation of the concrete results (as rbpf computes them).
+//!
+//! 32-bit subregister bounds are derived on demand ([`Scalar::trunc32`])
+//! instead of being stored: an ALU32 operation is computed on the truncated
+//! operands and its result truncated again, which is exact modulo 2^32.
+//!
+//! The casts in this module reinterpret bit patterns on purpose.
+#![allow(clippy::cast_possible_wrap, clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+
+use super::tnum::Tnum;
+
+const U32_MAX: u64 = 0xffff_ffff;
+
+/// A set of 64-bit values: `umin..=umax` ∩ `smin..=smax` ∩ `tnum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scalar {
+    pub umin: u64,
+    pub umax: u64,
+    pub smin: i64,
+    pub smax: i64,
+    pub tnum: Tnum,
+}
+
+impl Scalar {
+    pub fn unknown() -> Scalar {
+        Scalar { umin: 0, umax: u64::MAX, smin: i64::MIN, smax: i64::MAX, tnum: Tnum::UNKNOWN }
+    }
+
+    pub fn constant(v: u64) -> Scalar {
+        Scalar { umin: v, umax: v, smin: v as i64, smax: v as i64, tnum: Tnum::constant(v) }
+    }
+
+    /// Unsigned range `min..=max`.
+    pub fn urange(min: u64, max: u64) -> Scalar {
+        Scalar { umin: min, umax: max, ..Scalar::unknown() }.norm()
+    }
+
+    pub fn as_const(&self) -> Option<u64> {
+        if self.umin == self.umax {
+            Some(self.umin)
+        } else {
+            None
+        }
+    }
+
+    /// Tightens all views against each other; `None` if the set is empty.
+    pub fn normalize(mut self) -> Option<Scalar> {
+        for _ in 0..2 {
+            self.umin = self.umin.max(self.tnum.umin());
+            self.umax = self.umax.min(self.tnum.umax());
+            self.smin = self.smin.max(self.tnum.smin());
+            self.smax = self.smax.min(self.tnum.smax());
+            if self.umin > self.umax || self.smin > self.smax {
+                return None;
+            }
+            // Signed range within one sign half: it orders like the unsigned one.
+            if self.smin >= 0 || self.smax < 0 {
+                self.umin = self.umin.max(self.smin as u64);
+                self.umax = self.umax.min(self.smax as u64);
+            }
+            // Unsigned range within one sign half: it orders like the signed one.
+            if self.umax <= i64::MAX as u64 || self.umin > i64::MAX as u64 {
+                self.smin = self.smin.max(self.umin as i64);
+                self.smax = self.smax.min(self.umax as i64);
+            }
+            if self.umin > self.umax || self.smin > self.smax {
+                return None;
+            }
+            self.tnum = self.tnum.intersect(Tnum::range(self.umin, self.umax))?;
+        }
+        Some(self)
+    }
+
+    /// Normalises a result known to be non-empty (it contains the concrete
+    /// value of every execution reaching it); falls back to "unknown" so that
+    /// a bug here can only lose precision, never soundness.
+    fn norm(self) -> Scalar {
+        self.normalize().unwrap_or_else(Scalar::unknown)
+    }
+
+    /// Whether every value of `other` is a value of `self`.
+    pub fn contains(&self, other: &Scalar) -> bool {
+        self.umin <= other.umin
+            && other.umax <= self.umax
+            && self.smin <= other.smin
+            && other.smax <= self.smax
+            && self.tnum.contains(&other.tnum)
+    }
+
+    /// The low 32 bits, zero-extended.
+    pub fn trunc32(&self) -> Scalar {
+        if self.umax <= U32_MAX {
+            return *self;
+        }
+        Scalar { tnum: self.tnum.cast32(), ..Scalar::urange(0, U32_MAX) }.norm()
+    }
+
+    /// Zero-extended values fitting in `bits` bits.
+    pub fn bits(bits: u32) -> Scalar {
+        if bits >= 64 {
+            Scalar::unknown()
+        } else {
+            Scalar::urange(0, (1u64 << bits) - 1)
+        }
+    }
+
+    pub fn add(&self, b: &Scalar) -> Scalar {
+        let mut r = Scalar::unknown();
+        if let (Some(lo), Some(hi)) = (self.umin.checked_add(b.umin), self.umax.checked_add(b.umax)) {
+            r.umin = lo;
+            r.umax = hi;
+        }
+        if let (Some(lo), Some(hi)) = (self.smin.checked_add(b.smin), self.smax.checked_add(b.smax)) {
+            r.smin = lo;
+            r.smax = hi;
+        }
+        r.tnum = self.tnum.add(b.tnum);
+        r.norm()
+    }
+
+    pub fn sub(&self, b: &Scalar) -> Scalar {
+        let mut r = Scalar::unknown();
+        if self.umin >= b.umax {
+            r.umin = self.umin - b.umax;
+            r.umax = self.umax - b.umin;
+        }
+        if let (Some(lo), Some(hi)) = (self.smin.checked_sub(b.smax), self.smax.checked_sub(b.smin)) {
+            r.smin = lo;
+            r.smax = hi;
+        }
+        r.tnum = self.tnum.sub(b.tnum);
+        r.norm()
+    }
+
+    pub fn mul(&self, b: &Scalar) -> Scalar {
+        let mut r = Scalar::unknown();
+        if self.umax <= U32_MAX && b.umax <= U32_MAX {
+            r.umin = self.umin * b.umin;
+            r.umax = self.umax * b.umax;
+        }
+        r.tnum = self.tnum.mul(b.tnum);
+        r.norm()
+    }
+
+    pub fn and(&self, b: &Scalar) -> Scalar {
+        let mut r = Scalar { tnum: self.tnum.and(b.tnum), ..Scalar::unknown() };
+        r.umax = self.umax.min(b.umax);
+        if self.smin >= 0 && b.smin >= 0 {
+            r.smin = 0;
+            r.smax = self.smax.min(b.smax);
+        }
+        r.norm()
+    }
+
+    pub fn or(&self, b: &Scalar) -> Scalar {
+        let mut r = Scalar { tnum: self.tnum.or(b.tnum), ..Scalar::unknown() };
+        r.umin = self.umin.max(b.umin);
+        r.norm()
+    }
+
+    pub fn xor(&self, b: &Scalar) -> Scalar {
+        Scalar { tnum: self.tnum.xor(b.tnum), ..Scalar::unknown() }.norm()
+    }
+
+    /// Left shift by a constant below the width.
+    pub fn lsh(&self, k: u32) -> Scalar {
+        let mut r = Scalar { tnum: self.tnum.lshift(k), ..Scalar::unknown() };
+        if self.umax.leading_zeros() >= k {
+            r.umin = self.umin << k;
+            r.umax = self.umax << k;
+        }
+        r.norm()
+    }
+
+    /// Logical right shift by a constant below 64.
+    pub fn rsh(&self, k: u32) -> Scalar {
+        Scalar { umin: self.umin >> k, umax: self.umax >> k, tnum: self.tnum.rshift(k), ..Scalar::unknown() }
+            .norm()
+    }
+
+    /// Arithmetic right shift by a constant below 64.
+    pub fn arsh(&self, k: u32) -> Scalar {
+        Scalar { smin: self.smin >> k, smax: self.smax >> k, tnum: self.tnum.arshift(k), ..Scalar::unknown() }
+            .norm()
+    }
+
+    /// Unsigned division as rbpf defines it: x / 0 = 0.
+    pub fn div(&self, b: &Scalar) -> Scalar {
+        if b.as_const() == Some(0) {
+            return Scalar::constant(0);
+        }
+        if b.umin == 0 {
+            return Scalar::urange(0, self.umax);
+        }
+        Scalar::urange(self.umin / b.umax, self.umax / b.umin)
+    }
+
+    /// Unsigned modulo as rbpf defines it in 64 bits: x % 0 = x.
+    pub fn rem(&self, b: &Scalar) -> Scalar {
+        if b.as_const() == Some(0) {
+            return *self;
+        }
+        if b.umin == 0 {
+            return Scalar::urange(0, self.umax);
+        }
+        Scalar::urange(0, self.umax.min(b.umax - 1))
+    }
+
+    /// `to_be`/`to_le` as rbpf computes them on a little-endian host:
+    /// `le` truncates to `width`, `be` byte-swaps the truncated value.
+    pub fn endian(&self, width: u32, swap: bool) -> Scalar {
+        let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
+        if let Some(v) = self.as_const() {
+            let t = v & mask;
+            let r = match (swap, width) {
+                (false, _) => t,
+                (true, 16) => u64::from((t as u16).swap_bytes()),
+                (true, 32) => u64::from((t as u32).swap_bytes()),
+                (true, _) => t.swap_bytes(),
+            };
+            return Scalar::constant(r);
+        }
+        if !swap && self.umax <= mask {
+            return *self;
+        }
+        if !swap {
+            let t = Tnum { value: self.tnum.value & mask, mask: self.tnum.mask & mask };
+            return Scalar { tnum: t, ..Scalar::bits(width) }.norm();
+        }
+        Scalar::bits(width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_tracks_ranges() {
+        let a = Scalar::urange(0, 10).add(&Scalar::constant(5));
+        assert_eq!((a.umin, a.umax), (5, 15));
+        assert_eq!((a.smin, a.smax), (5, 15));
+    }
+
+    #[test]
+    fn sub_that_may_wrap_is_unknown_unsigned() {
+        let a = Scalar::urange(0, 10).sub(&Scalar::constant(5));
+        assert_eq!((a.smin, a.smax), (-5, 5));
+        assert_eq!((a.umin, a.umax), (0, u64::MAX));
+    }
+
+    #[test]
+    fn and_with_mask_bounds_result() {
+        let a = Scalar::unknown().and(&Scalar::constant(0xff));
+        assert_eq!((a.umin, a.umax), (0, 0xff));
+    }
+
+    #[test]
+    fn shifts_and_division() {
+        let a = Scalar::urange(1, 3).lsh(3);
+        assert_eq!((a.umin, a.umax), (8, 24));
+        let d = Scalar::urange(10, 100).div(&Scalar::urange(0, 5));
+        assert_eq!((d.umin, d.umax), (0, 100));
+        assert_eq!(Scalar::constant(7).rem(&Scalar::constant(0)).as_const(), Some(7));
+        assert_eq!(Scalar::constant(9).div(&Scalar::constant(0)).as_const(), Some(0));
+    }
+
+    #[test]
+    fn trunc32_keeps_low_bits_of_constants() {
+        assert_eq!(Scalar::constant(u64::MAX).trunc32().as_const(), Some(0xffff_ffff));
+        assert_eq!(Scalar::urange(3, 7).trunc32(), Scalar::urange(3, 7));
+    }
+
+    #[test]
+    fn normalize_finds_empty_sets() {
+        let s = Scalar { umin: 5, umax: 4, ..Scalar::unknown() };
+        assert!(s.normalize().is_none());
+        let s = Scalar { smin: -3, smax: -1, umin: 0, umax: 100, tnum: Tnum::UNKNOWN };
+        assert!(s.normalize().is_none());
+    }
+}
