@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the one command CI runs (.ci/run calls it).
+# Installs the system packages the tests need first (clang, e2fsprogs, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export CARGO_TERM_COLOR=never
+echo "== build (all targets)"
+cargo build --workspace --all-targets --locked
+echo "== clippy (unsafe documentation lints are errors)"
+cargo clippy --workspace --all-targets --locked -q 2>&1 | grep -E "^error" -A12 && exit 1 || true
+echo "== tests"
+cargo test --workspace --locked 2>&1 | tee /tmp/sfe-test.log
+# A summary line that the CI log reader understands.
+read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p+0, f+0 }' /tmp/sfe-test.log)
+for f in scripts/fuzz-*.sh; do
+  [ -e "$f" ] || continue
+  echo "== $f"
+  bash "$f"
+done
+echo "tests: $passed passed, $failed failed"
