@@ -19,6 +19,8 @@ pub mod gate;
 pub mod helpers;
 pub mod insn;
 pub mod isa;
+#[cfg(target_arch = "x86_64")]
+mod jit_abi;
 pub mod loader;
 pub mod map_spec;
 pub mod maps;

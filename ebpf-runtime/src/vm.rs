@@ -127,9 +127,7 @@ impl Instance {
         // again here on every program rbpf is given) replaces it.
         vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
         vm.set_program(prog).map_err(VmError::Rbpf)?;
-        for (id, f) in helpers::table() {
-            vm.register_helper(id as u32, f).map_err(VmError::Rbpf)?;
-        }
+        register_helpers(&mut vm, engine)?;
         let scratch = Region::zeroed(SCRATCH_SIZE);
         vm.register_allowed_memory(scratch.range());
         for m in &maps {
@@ -203,6 +201,23 @@ impl Instance {
     }
 }
 
+/// Registers the helpers: plain functions for the interpreter, stack-realigning
+/// trampolines for the JIT (see `jit_abi.rs`).
+fn register_helpers(vm: &mut rbpf::EbpfVmMbuff<'_>, engine: Engine) -> Result<(), VmError> {
+    let table = match engine {
+        Engine::Interpreter => helpers::table(),
+        #[cfg(target_arch = "x86_64")]
+        Engine::Jit => crate::jit_abi::table(),
+        #[cfg(not(target_arch = "x86_64"))]
+        Engine::Jit => return Err(VmError::JitUnsupported),
+    };
+    for (id, f) in table {
+        // Helper ids are small positive constants.
+        vm.register_helper(id as u32, f).map_err(VmError::Rbpf)?;
+    }
+    Ok(())
+}
+
 /// Rewrites the verifier's pseudo `lddw`s into what rbpf executes: a map
 /// handle becomes the map's index, a global's address its host address.
 fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
@@ -252,9 +267,7 @@ pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> 
     let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(VmError::Rbpf)?;
     vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
     vm.set_program(&code).map_err(VmError::Rbpf)?;
-    for (id, f) in helpers::table() {
-        vm.register_helper(id as u32, f).map_err(VmError::Rbpf)?;
-    }
+    register_helpers(&mut vm, engine)?;
     // mbuff = mem, so that r1 points at the memory as in the ubpf harness.
     let mut mbuff = mem.to_vec();
     let ret = match engine {
