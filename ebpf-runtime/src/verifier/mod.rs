@@ -37,7 +37,7 @@ pub const INSNS_PROCESSED_MAX: u64 = 1_000_000;
 /// States stored for pruning over the whole run (each is about 1 KiB).
 pub const STATES_MAX: u64 = 32_768;
 /// States stored per instruction; older ones are dropped first.
-pub const STATES_PER_INSN_MAX: usize = 64;
+pub const STATES_PER_INSN_MAX: usize = 1024;
 
 /// The verifier's budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,291 @@
+//! Realistic storage functions the verifier must accept.
+
+mod verifier_common;
+use ebpf_runtime::insn::*;
+use verifier_common::*;
+
+/// B+-tree node search: 255 sorted u64 keys at data[0..2040], 256 child
+/// offsets at data[2048..4096]; the key to find is scratch[0]. A bounded
+/// binary search (at most 8 rounds), then next_addr[0] = child, size[0] =
+/// 4096, and done = 1 when the child is 0 (a leaf).
+pub fn btree_search() -> Vec<Insn> {
+    Asm::new()
+        .movr(R6, R1)
+        .ldx(DW, R2, R6, 0) // data
+        .ldx(DW, R3, R6, 272) // scratch
+        .ldx(DW, R4, R3, 0) // key
+        .mov(R7, 0) // lo
+        .mov(R8, 255) // hi
+        .mov(R9, 0) // round
+        .label("loop")
+        .jmp(JMP_JGE, R9, 8, "done")
+        .jmpr(JMP_JGE, R7, R8, "done")
+        .movr(R0, R7)
+        .alur(ALU_ADD, R0, R8)
+        .alu(ALU_RSH, R0, 1) // mid
+        .movr(R5, R0)
+        .alu(ALU_LSH, R5, 3)
+        .movr(R1, R2)
+        .alur(ALU_ADD, R1, R5)
+        .ldx(DW, R1, R1, 0) // keys[mid]
+        .alu(ALU_ADD, R9, 1)
+        .jmpr(JMP_JGE, R1, R4, "right")
+        .movr(R7, R0)
+        .alu(ALU_ADD, R7, 1)
+        .ja("loop")
+        .label("right")
+        .movr(R8, R0)
+        .ja("loop")
+        .label("done")
+        .alu(ALU_LSH, R7, 3)
+        .alur(ALU_ADD, R2, R7)
+        .ldx(DW, R1, R2, 2048) // children[lo]
+        .stx(DW, R6, R1, 16) // next_addr[0]
+        .st(DW, R6, 144, 4096) // size[0]
+        .jmp(JMP_JNE, R1, 0, "out")
+        .st(W, R6, 8, 1) // done = 1
+        .label("out")
+        .ret0()
+        .build()
+}
+
+/// Sums the u64s of the block greater than scratch[8] into scratch[0].
+pub fn filter_reduce() -> Vec<Insn> {
+    Asm::new()
+        .ldx(DW, R2, R1, 0) // data
+        .ldx(DW, R3, R1, 272) // scratch
+        .ldx(DW, R4, R3, 8) // threshold
+        .mov(R5, 0) // sum
+        .mov(R6, 0) // i
+        .label("loop")
+        .jmp(JMP_JGE, R6, 512, "done")
+        .movr(R7, R6)
+        .alu(ALU_LSH, R7, 3)
+        .movr(R8, R2)
+        .alur(ALU_ADD, R8, R7)
+        .ldx(DW, R8, R8, 0)
+        .alu(ALU_ADD, R6, 1)
+        .jmpr(JMP_JLE, R8, R4, "loop")
+        .alur(ALU_ADD, R5, R8)
+        .ja("loop")
+        .label("done")
+        .stx(DW, R3, R5, 0)
+        .ret0()
+        .build()
+}
+
+/// Looks up key 0 in the array map, null-checks, reads and writes the value.
+pub fn map_lookup() -> Vec<Insn> {
+    Asm::new()
+        .st(W, R10, -4, 0)
+        .movr(R2, R10)
+        .alu(ALU_ADD, R2, -4)
+        .ld_map(R1, 0)
+        .call(helper_id::MAP_LOOKUP_ELEM)
+        .jmp(JMP_JEQ, R0, 0, "out")
+        .ldx(DW, R1, R0, 8)
+        .alu(ALU_ADD, R1, 1)
+        .stx(DW, R0, R1, 0)
+        .label("out")
+        .ret0()
+        .build()
+}
+
+#[test]
+fn minimal_program_is_accepted() {
+    let s = accept(&Asm::new().ret0().build());
+    assert_eq!(s.insns, 2);
+    assert_eq!(s.insns_processed, 2);
+}
+
+#[test]
+fn btree_node_search_is_accepted() {
+    let s = accept(&btree_search());
+    assert!(s.insns_processed > 100, "the loop must have been walked: {s:?}");
+}
+
+#[test]
+fn filter_reduce_loop_is_accepted() {
+    let s = accept(&filter_reduce());
+    assert!(s.insns_processed >= 512 * 8, "every iteration is walked: {s:?}");
+}
+
+#[test]
+fn map_lookup_with_null_check_is_accepted() {
+    accept(&map_lookup());
+}
+
+#[test]
+fn map_update_and_delete_with_stack_key_and_value() {
+    accept(
+        &Asm::new()
+            .st(DW, R10, -8, 7) // key (8 bytes for the hash map)
+            .st(DW, R10, -16, 1) // value
+            .ld_map(R1, 2)
+            .movr(R2, R10)
+            .alu(ALU_ADD, R2, -8)
+            .movr(R3, R10)
+            .alu(ALU_ADD, R3, -16)
+            .mov(R4, 0)
+            .call(helper_id::MAP_UPDATE_ELEM)
+            .ld_map(R1, 2)
+            .movr(R2, R10)
+            .alu(ALU_ADD, R2, -8)
+            .call(helper_id::MAP_DELETE_ELEM)
+            .call(helper_id::KTIME_GET_NS)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn trace_printk_with_format_on_stack() {
+    accept(
+        &Asm::new()
+            .st(DW, R10, -8, 0x0a6425) // "%d\n\0"
+            .movr(R1, R10)
+            .alu(ALU_ADD, R1, -8)
+            .mov(R2, 4)
+            .mov(R3, 42)
+            .call(helper_id::TRACE_PRINTK)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn spilled_pointer_is_restored_by_an_aligned_fill() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .stx(DW, R10, R2, -16)
+            .ldx(DW, R3, R10, -16)
+            .ldx(DW, R0, R3, 4088)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn spilled_scalar_keeps_its_bounds() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .ldx(B, R3, R2, 0) // 0..=255
+            .stx(DW, R10, R3, -8)
+            .ldx(DW, R4, R10, -8)
+            .alur(ALU_ADD, R2, R4)
+            .ldx(DW, R0, R2, 3800)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn bounds_check_then_variable_access() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .ldx(DW, R3, R2, 0)
+            .jmp(JMP_JGT, R3, 4088, "out")
+            .alur(ALU_ADD, R2, R3)
+            .ldx(DW, R0, R2, 0)
+            .exit()
+            .label("out")
+            .ret0()
+            .build(),
+    );
+}
+
+#[test]
+fn jmp32_bound_on_a_32_bit_value() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 272)
+            .ldx(W, R3, R2, 0)
+            .jmp32(JMP_JGT, R3, 4095, "out")
+            .alur(ALU_ADD, R2, R3)
+            .ldx(B, R0, R2, 0)
+            .exit()
+            .label("out")
+            .ret0()
+            .build(),
+    );
+}
+
+#[test]
+fn alu32_results_are_bounded_by_masks() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .ldx(DW, R3, R2, 0)
+            .mov32r(R4, R3)
+            .alu32(ALU_AND, R4, 0xff8)
+            .alur(ALU_ADD, R2, R4)
+            .ldx(DW, R0, R2, 0)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn division_and_modulo_by_zero_are_allowed() {
+    // rbpf defines x / 0 = 0 and x % 0 = x, as Linux does.
+    accept(
+        &Asm::new()
+            .mov(R0, 10)
+            .mov(R2, 0)
+            .alur(ALU_DIV, R0, R2)
+            .alur(ALU_MOD, R0, R2)
+            .alu32r(ALU_MOD, R0, R2)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn modulo_bounds_an_index() {
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .ldx(DW, R3, R2, 0)
+            .alu(ALU_MOD, R3, 4089)
+            .alur(ALU_ADD, R2, R3)
+            .ldx(DW, R0, R2, 0)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn ctx_slots_done_and_global_data() {
+    accept(
+        &Asm::new()
+            .ldx(W, R2, R1, 8)
+            .ldx(DW, R3, R1, 264) // size[15]
+            .st(DW, R1, 136, 0) // next_addr[15]
+            .stx(W, R1, R2, 8)
+            .ld_map_value(R4, 1, 0) // .rodata
+            .ldx(DW, R0, R4, 0)
+            .ld_map_value(R5, 0, 8)
+            .stx(DW, R5, R3, 0)
+            .exit()
+            .build(),
+    );
+}
+
+#[test]
+fn infeasible_branch_is_not_walked() {
+    // r2 = 5: the jump is always taken, so the bad load is dead code that
+    // the verifier proves unreachable by value.
+    accept(
+        &Asm::new()
+            .mov(R2, 5)
+            .jmp(JMP_JEQ, R2, 5, "ok")
+            .ldx(DW, R0, R2, 0)
+            .exit()
+            .label("ok")
+            .ret0()
+            .build(),
+    );
+}
