@@ -108,11 +108,13 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
             fm_start: next,
             fm_length: u64::MAX - next,
             fm_flags: FIEMAP_FLAG_SYNC,
-            fm_extent_count: sys::FIEMAP_CHUNK_EXTENTS as u32,
+            fm_extent_count: sys::FIEMAP_CHUNK_EXTENTS_U32,
             ..Default::default()
         };
         sys::fiemap(file.as_fd(), &mut buf).map_err(FiemapError::Ioctl)?;
-        let mapped = usize::try_from(buf.header.fm_mapped_extents).unwrap_or(usize::MAX).min(sys::FIEMAP_CHUNK_EXTENTS);
+        let mapped = usize::try_from(buf.header.fm_mapped_extents)
+            .unwrap_or(usize::MAX)
+            .min(sys::FIEMAP_CHUNK_EXTENTS);
         if mapped == 0 {
             return Ok(out);
         }
@@ -120,13 +122,22 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
         for fe in &buf.extents[..mapped] {
             let logical = FileOffset(fe.fe_logical);
             if fe.fe_flags & extent_flags::UNREADABLE != 0 {
-                return Err(FiemapError::Unreadable { logical, flags: fe.fe_flags });
+                return Err(FiemapError::Unreadable {
+                    logical,
+                    flags: fe.fe_flags,
+                });
             }
             if fe.fe_flags & (extent_flags::UNKNOWN | extent_flags::DELALLOC) != 0 {
-                return Err(FiemapError::Unallocated { logical, flags: fe.fe_flags });
+                return Err(FiemapError::Unallocated {
+                    logical,
+                    flags: fe.fe_flags,
+                });
             }
             last |= fe.fe_flags & extent_flags::LAST != 0;
-            let end = fe.fe_logical.checked_add(fe.fe_length).ok_or(MapError::Overflow(logical))?;
+            let end = fe
+                .fe_logical
+                .checked_add(fe.fe_length)
+                .ok_or(MapError::Overflow(logical))?;
             if end <= next || fe.fe_length == 0 {
                 continue; // already seen (an extent straddling fm_start is reported again)
             }
@@ -137,7 +148,11 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
                 logical,
                 physical: DevOffset(fe.fe_physical),
                 len: fe.fe_length,
-                kind: if fe.fe_flags & extent_flags::UNWRITTEN != 0 { ExtentKind::Unwritten } else { ExtentKind::Written },
+                kind: if fe.fe_flags & extent_flags::UNWRITTEN != 0 {
+                    ExtentKind::Unwritten
+                } else {
+                    ExtentKind::Written
+                },
             });
             next = end;
         }
@@ -150,18 +165,34 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
 
 /// The device holding an open file's file system (via `/sys`).
 pub fn device_of(file: &File) -> Result<DeviceTarget, FiemapError> {
-    let dev = file.metadata().map_err(|source| FiemapError::Open { path: PathBuf::new(), source })?.dev();
-    Ok(device::resolve(Path::new("/sys"), libc::major(dev), libc::minor(dev))?)
+    let dev = file
+        .metadata()
+        .map_err(|source| FiemapError::Open {
+            path: PathBuf::new(),
+            source,
+        })?
+        .dev();
+    Ok(device::resolve(
+        Path::new("/sys"),
+        libc::major(dev),
+        libc::minor(dev),
+    )?)
 }
 
 /// Builds the map of an open file whose file system sits at `device.base`.
 pub fn map_file(file: &File, device: &DeviceTarget) -> Result<ExtentMap, FiemapError> {
-    let open_err = |source| FiemapError::Open { path: PathBuf::new(), source };
+    let open_err = |source| FiemapError::Open {
+        path: PathBuf::new(),
+        source,
+    };
     let before = stamp(file).map_err(open_err)?;
     let block_size = file.metadata().map_err(open_err)?.blksize();
     let mut extents = raw_extents(file)?;
     for e in &mut extents {
-        e.physical = e.physical.checked_add(device.base.0).ok_or(MapError::Overflow(e.logical))?;
+        e.physical = e
+            .physical
+            .checked_add(device.base.0)
+            .ok_or(MapError::Overflow(e.logical))?;
     }
     Ok(ExtentMap::new(extents, before.size, block_size, before)?)
 }
@@ -177,7 +208,10 @@ pub struct TrackedFile {
 impl TrackedFile {
     /// Opens `path` read-only, finds its device and reads its map.
     pub fn open(path: &Path) -> Result<Self, FiemapError> {
-        let file = File::open(path).map_err(|source| FiemapError::Open { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| FiemapError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let device = device_of(&file)?;
         let map = Arc::new(map_file(&file, &device)?);
         Ok(Self { file, device, map })

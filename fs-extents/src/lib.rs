@@ -17,5 +17,7 @@ pub use addr::{DevOffset, FileOffset};
 pub use device::{DeviceError, DeviceTarget};
 pub use ext4::{Ext4, Ext4Error};
 pub use fiemap::{FiemapError, TrackedFile};
+pub use map::{
+    ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError,
+};
 pub use registry::{AccessError, FileId, Registry, Snapshot, TenantId};
-pub use map::{ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError};

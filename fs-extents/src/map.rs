@@ -170,7 +170,10 @@ impl ExtentMap {
                 // Cannot overflow: checked for `last` when it was pushed.
                 let last_end = last.logical.0 + last.len;
                 if e.logical.0 < last_end {
-                    return Err(MapError::Overlap { first: last.logical, second: e.logical });
+                    return Err(MapError::Overlap {
+                        first: last.logical,
+                        second: e.logical,
+                    });
                 }
                 if e.logical.0 == last_end
                     && e.physical.0 == last.physical.0 + last.len
@@ -182,7 +185,9 @@ impl ExtentMap {
             }
             merged.push(e);
         }
-        let limit = size.checked_next_multiple_of(block_size).unwrap_or(u64::MAX - (block_size - 1));
+        let limit = size
+            .checked_next_multiple_of(block_size)
+            .unwrap_or(u64::MAX - (block_size - 1));
         Ok(Self {
             starts: merged.iter().map(|e| e.logical.0).collect(),
             extents: merged,
@@ -226,14 +231,20 @@ impl ExtentMap {
 
     /// Same extents and same size (version and stamp aside).
     pub fn same_layout(&self, other: &Self) -> bool {
-        self.size == other.size && self.block_size == other.block_size && self.extents == other.extents
+        self.size == other.size
+            && self.block_size == other.block_size
+            && self.extents == other.extents
     }
 
     /// Turns a freshly read map into the successor of `self`: it keeps
     /// `self`'s version if the layout is the same, and gets the next version
     /// otherwise. The stamp is always the fresh one.
     pub fn refreshed(&self, mut fresh: Self) -> Self {
-        fresh.version = if self.same_layout(&fresh) { self.version } else { self.version + 1 };
+        fresh.version = if self.same_layout(&fresh) {
+            self.version
+        } else {
+            self.version + 1
+        };
         fresh
     }
 
@@ -245,7 +256,11 @@ impl ExtentMap {
         if seg.len == len {
             Ok(seg)
         } else {
-            Err(TranslateError::CrossesExtent { off, len, boundary: FileOffset(off.0 + seg.len) })
+            Err(TranslateError::CrossesExtent {
+                off,
+                len,
+                boundary: FileOffset(off.0 + seg.len),
+            })
         }
     }
 
@@ -275,20 +290,35 @@ impl ExtentMap {
                 let seg_len = end.min(e_end) - off.0;
                 let target = match e.kind {
                     // Cannot overflow: `physical + len` was checked in `new`.
-                    ExtentKind::Written => Target::Device(DevOffset(e.physical.0 + (off.0 - e.logical.0))),
+                    ExtentKind::Written => {
+                        Target::Device(DevOffset(e.physical.0 + (off.0 - e.logical.0)))
+                    }
                     ExtentKind::Unwritten => Target::Zeros,
                 };
-                return Ok(Segment { file: off, len: seg_len, target });
+                return Ok(Segment {
+                    file: off,
+                    len: seg_len,
+                    target,
+                });
             }
         }
         let hole_end = self.starts.get(i).copied().unwrap_or(u64::MAX);
-        Ok(Segment { file: off, len: end.min(hole_end) - off.0, target: Target::Zeros })
+        Ok(Segment {
+            file: off,
+            len: end.min(hole_end) - off.0,
+            target: Target::Zeros,
+        })
     }
 
     /// Splits a range at extent boundaries. Yields one error and stops if the
     /// range is empty or leaves the file.
     pub fn segments(&self, off: FileOffset, len: u64) -> Segments<'_> {
-        Segments { map: self, off, left: len, first: true }
+        Segments {
+            map: self,
+            off,
+            left: len,
+            first: true,
+        }
     }
 }
 
@@ -338,7 +368,12 @@ mod tests {
     const BS: u64 = 4096;
 
     fn ext(logical: u64, physical: u64, len: u64, kind: ExtentKind) -> Extent {
-        Extent { logical: FileOffset(logical), physical: DevOffset(physical), len, kind }
+        Extent {
+            logical: FileOffset(logical),
+            physical: DevOffset(physical),
+            len,
+            kind,
+        }
     }
 
     /// [0,8K) -> dev 100K; hole [8K,16K); [16K,20K) unwritten; [20K,24K) -> dev 4K; size 22K.
@@ -356,16 +391,30 @@ mod tests {
     fn merges_contiguous_neighbours() {
         let m = sample();
         assert_eq!(m.extents().len(), 3);
-        assert_eq!(m.extents()[0], ext(0, 100 * 1024, 2 * BS, ExtentKind::Written));
+        assert_eq!(
+            m.extents()[0],
+            ext(0, 100 * 1024, 2 * BS, ExtentKind::Written)
+        );
         assert_eq!(m.access_limit(), FileOffset(24 * 1024));
     }
 
     #[test]
     fn translate_inside_one_extent() {
         let m = sample();
-        let s = m.translate(FileOffset(100), 5000).expect("inside first extent");
-        assert_eq!(s, Segment { file: FileOffset(100), len: 5000, target: Target::Device(DevOffset(100 * 1024 + 100)) });
-        let s = m.translate(FileOffset(21 * 1024), 3 * 1024).expect("last block, past size but inside limit");
+        let s = m
+            .translate(FileOffset(100), 5000)
+            .expect("inside first extent");
+        assert_eq!(
+            s,
+            Segment {
+                file: FileOffset(100),
+                len: 5000,
+                target: Target::Device(DevOffset(100 * 1024 + 100))
+            }
+        );
+        let s = m
+            .translate(FileOffset(21 * 1024), 3 * 1024)
+            .expect("last block, past size but inside limit");
         assert_eq!(s.target, Target::Device(DevOffset(4096 + 1024)));
     }
 
@@ -382,27 +431,54 @@ mod tests {
     fn crossing_is_an_error_naming_the_boundary() {
         let m = sample();
         let err = m.translate(FileOffset(BS), 2 * BS).unwrap_err();
-        assert_eq!(err, TranslateError::CrossesExtent { off: FileOffset(BS), len: 2 * BS, boundary: FileOffset(2 * BS) });
+        assert_eq!(
+            err,
+            TranslateError::CrossesExtent {
+                off: FileOffset(BS),
+                len: 2 * BS,
+                boundary: FileOffset(2 * BS)
+            }
+        );
     }
 
     #[test]
     fn past_eof_and_empty_are_errors() {
         let m = sample();
-        assert!(matches!(m.translate(FileOffset(24 * 1024), 1), Err(TranslateError::PastEof { .. })));
-        assert!(matches!(m.translate(FileOffset(20 * 1024), BS + 1), Err(TranslateError::PastEof { .. })));
-        assert!(matches!(m.translate(FileOffset(u64::MAX), 2), Err(TranslateError::PastEof { .. })));
-        assert!(matches!(m.translate(FileOffset(0), 0), Err(TranslateError::EmptyRange { .. })));
+        assert!(matches!(
+            m.translate(FileOffset(24 * 1024), 1),
+            Err(TranslateError::PastEof { .. })
+        ));
+        assert!(matches!(
+            m.translate(FileOffset(20 * 1024), BS + 1),
+            Err(TranslateError::PastEof { .. })
+        ));
+        assert!(matches!(
+            m.translate(FileOffset(u64::MAX), 2),
+            Err(TranslateError::PastEof { .. })
+        ));
+        assert!(matches!(
+            m.translate(FileOffset(0), 0),
+            Err(TranslateError::EmptyRange { .. })
+        ));
     }
 
     #[test]
     fn segments_split_a_range_and_cover_it() {
         let m = sample();
-        let segs: Vec<Segment> = m.segments(FileOffset(4000), 24 * 1024 - 4000).collect::<Result<_, _>>().expect("in file");
-        let targets: Vec<(u64, u64, Target)> = segs.iter().map(|s| (s.file.0, s.len, s.target)).collect();
+        let segs: Vec<Segment> = m
+            .segments(FileOffset(4000), 24 * 1024 - 4000)
+            .collect::<Result<_, _>>()
+            .expect("in file");
+        let targets: Vec<(u64, u64, Target)> =
+            segs.iter().map(|s| (s.file.0, s.len, s.target)).collect();
         assert_eq!(
             targets,
             vec![
-                (4000, 2 * BS - 4000, Target::Device(DevOffset(100 * 1024 + 4000))),
+                (
+                    4000,
+                    2 * BS - 4000,
+                    Target::Device(DevOffset(100 * 1024 + 4000))
+                ),
                 (8 * 1024, 8 * 1024, Target::Zeros),
                 (16 * 1024, BS, Target::Zeros),
                 (20 * 1024, BS, Target::Device(DevOffset(4096))),
@@ -416,11 +492,26 @@ mod tests {
     #[test]
     fn bad_extent_lists_are_rejected() {
         let st = ChangeStamp::default();
-        assert_eq!(ExtentMap::new(vec![], 0, 1000, st).unwrap_err(), MapError::BadBlockSize(1000));
-        let overlap = vec![ext(0, 0, 2 * BS, ExtentKind::Written), ext(BS, 9 * BS, BS, ExtentKind::Written)];
-        assert!(matches!(ExtentMap::new(overlap, 0, BS, st), Err(MapError::Overlap { .. })));
-        assert!(matches!(ExtentMap::new(vec![ext(0, 0, 0, ExtentKind::Written)], 0, BS, st), Err(MapError::EmptyExtent(_))));
-        assert!(matches!(ExtentMap::new(vec![ext(0, u64::MAX, 2, ExtentKind::Written)], 0, BS, st), Err(MapError::Overflow(_))));
+        assert_eq!(
+            ExtentMap::new(vec![], 0, 1000, st).unwrap_err(),
+            MapError::BadBlockSize(1000)
+        );
+        let overlap = vec![
+            ext(0, 0, 2 * BS, ExtentKind::Written),
+            ext(BS, 9 * BS, BS, ExtentKind::Written),
+        ];
+        assert!(matches!(
+            ExtentMap::new(overlap, 0, BS, st),
+            Err(MapError::Overlap { .. })
+        ));
+        assert!(matches!(
+            ExtentMap::new(vec![ext(0, 0, 0, ExtentKind::Written)], 0, BS, st),
+            Err(MapError::EmptyExtent(_))
+        ));
+        assert!(matches!(
+            ExtentMap::new(vec![ext(0, u64::MAX, 2, ExtentKind::Written)], 0, BS, st),
+            Err(MapError::Overflow(_))
+        ));
     }
 
     #[test]
@@ -428,7 +519,16 @@ mod tests {
         let m = sample();
         let same = m.refreshed(sample());
         assert_eq!(same.version(), 1);
-        let mut grown = ExtentMap::new(m.extents().to_vec(), 23 * 1024, BS, ChangeStamp { size: 1, ..Default::default() }).expect("valid");
+        let mut grown = ExtentMap::new(
+            m.extents().to_vec(),
+            23 * 1024,
+            BS,
+            ChangeStamp {
+                size: 1,
+                ..Default::default()
+            },
+        )
+        .expect("valid");
         grown = same.refreshed(grown);
         assert_eq!(grown.version(), 2);
         assert_eq!(grown.refreshed(grown.clone()).version(), 2);
@@ -437,6 +537,9 @@ mod tests {
     #[test]
     fn empty_file_has_no_readable_bytes() {
         let m = ExtentMap::new(vec![], 0, BS, ChangeStamp::default()).expect("empty map");
-        assert!(matches!(m.translate(FileOffset(0), 1), Err(TranslateError::PastEof { .. })));
+        assert!(matches!(
+            m.translate(FileOffset(0), 1),
+            Err(TranslateError::PastEof { .. })
+        ));
     }
 }

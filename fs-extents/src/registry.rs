@@ -72,7 +72,10 @@ impl Snapshot {
     /// The current map version of `file` (no access check: for the engine's
     /// "did it change under the chain" test).
     pub fn version(&self, file: FileId) -> Result<u64, AccessError> {
-        self.files.get(&file).map(|m| m.version()).ok_or(AccessError::UnknownFile(file))
+        self.files
+            .get(&file)
+            .map(|m| m.version())
+            .ok_or(AccessError::UnknownFile(file))
     }
 }
 
@@ -108,7 +111,10 @@ impl Registry {
         self.snapshot().lookup(tenant, file).cloned()
     }
 
-    fn update<T>(&self, f: impl FnOnce(&mut Snapshot) -> Result<T, AccessError>) -> Result<T, AccessError> {
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut Snapshot) -> Result<T, AccessError>,
+    ) -> Result<T, AccessError> {
         let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
         let mut next = Snapshot::clone(&guard);
         let out = f(&mut next)?;
@@ -169,7 +175,9 @@ impl Registry {
     /// Removes a file and every grant of it.
     pub fn remove_file(&self, file: FileId) -> Result<(), AccessError> {
         self.update(|s| {
-            s.files.remove(&file).ok_or(AccessError::UnknownFile(file))?;
+            s.files
+                .remove(&file)
+                .ok_or(AccessError::UnknownFile(file))?;
             s.grants.retain(|(_, f)| *f != file);
             Ok(())
         })
@@ -220,13 +228,31 @@ mod tests {
         let g = r.add_file(map(20)).expect("room");
         r.grant(a, f).expect("known");
         assert_eq!(r.lookup(a, f).expect("granted").size(), 10);
-        assert_eq!(r.lookup(a, g).unwrap_err(), AccessError::NotGranted { tenant: a, file: g });
-        assert_eq!(r.lookup(b, f).unwrap_err(), AccessError::NotGranted { tenant: b, file: f });
-        assert_eq!(r.lookup(TenantId(9), f).unwrap_err(), AccessError::UnknownTenant(TenantId(9)));
-        assert_eq!(r.lookup(a, FileId(99)).unwrap_err(), AccessError::UnknownFile(FileId(99)));
+        assert_eq!(
+            r.lookup(a, g).unwrap_err(),
+            AccessError::NotGranted { tenant: a, file: g }
+        );
+        assert_eq!(
+            r.lookup(b, f).unwrap_err(),
+            AccessError::NotGranted { tenant: b, file: f }
+        );
+        assert_eq!(
+            r.lookup(TenantId(9), f).unwrap_err(),
+            AccessError::UnknownTenant(TenantId(9))
+        );
+        assert_eq!(
+            r.lookup(a, FileId(99)).unwrap_err(),
+            AccessError::UnknownFile(FileId(99))
+        );
         r.revoke(a, f).expect("was granted");
-        assert!(matches!(r.lookup(a, f), Err(AccessError::NotGranted { .. })));
-        assert!(matches!(r.grant(TenantId(9), f), Err(AccessError::UnknownTenant(_))));
+        assert!(matches!(
+            r.lookup(a, f),
+            Err(AccessError::NotGranted { .. })
+        ));
+        assert!(matches!(
+            r.grant(TenantId(9), f),
+            Err(AccessError::UnknownTenant(_))
+        ));
     }
 
     #[test]
@@ -243,7 +269,10 @@ mod tests {
         assert!(old.lookup(t, f).is_ok(), "a held snapshot is immutable");
         assert_eq!(r.lookup(t, f).unwrap_err(), AccessError::UnknownFile(f));
         r.remove_tenant(t).expect("present");
-        assert_eq!(r.remove_tenant(t).unwrap_err(), AccessError::UnknownTenant(t));
+        assert_eq!(
+            r.remove_tenant(t).unwrap_err(),
+            AccessError::UnknownTenant(t)
+        );
     }
 
     #[test]
@@ -251,10 +280,14 @@ mod tests {
         let r = Registry::new();
         let f = r.add_file(map(10)).expect("room");
         let old = r.snapshot().version(f).expect("present");
-        let bumped = map(10).refreshed(ExtentMap::new(vec![], 11, 4096, ChangeStamp::default()).expect("empty"));
+        let bumped = map(10)
+            .refreshed(ExtentMap::new(vec![], 11, 4096, ChangeStamp::default()).expect("empty"));
         r.update_file(f, Arc::new(bumped)).expect("present");
         assert_eq!(r.snapshot().version(f).expect("present"), old + 1);
-        assert!(matches!(r.update_file(FileId(7), map(1)), Err(AccessError::UnknownFile(_))));
+        assert!(matches!(
+            r.update_file(FileId(7), map(1)),
+            Err(AccessError::UnknownFile(_))
+        ));
     }
 
     #[test]

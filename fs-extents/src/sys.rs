@@ -33,6 +33,9 @@ const _: () = assert!(size_of::<FiemapExtent>() == 56);
 
 /// Extents asked for per FIEMAP call.
 pub(crate) const FIEMAP_CHUNK_EXTENTS: usize = 256;
+/// The same, as the kernel's `fm_extent_count` type.
+pub(crate) const FIEMAP_CHUNK_EXTENTS_U32: u32 = 256;
+const _: () = assert!(FIEMAP_CHUNK_EXTENTS_U32 as usize == FIEMAP_CHUNK_EXTENTS);
 
 /// A `struct fiemap` with room for [`FIEMAP_CHUNK_EXTENTS`] extents.
 #[repr(C)]
@@ -45,19 +48,24 @@ const _: () = assert!(std::mem::offset_of!(FiemapBuf, extents) == 32);
 
 impl FiemapBuf {
     pub(crate) fn new() -> Box<Self> {
-        Box::new(Self { header: FiemapHeader::default(), extents: [FiemapExtent::default(); FIEMAP_CHUNK_EXTENTS] })
+        Box::new(Self {
+            header: FiemapHeader::default(),
+            extents: [FiemapExtent::default(); FIEMAP_CHUNK_EXTENTS],
+        })
     }
 }
 
 /// `_IOWR('f', 11, struct fiemap)`.
-pub(crate) const FS_IOC_FIEMAP: libc::c_ulong =
-    (3 << 30) | ((size_of::<FiemapHeader>() as libc::c_ulong) << 16) | ((b'f' as libc::c_ulong) << 8) | 11;
+pub(crate) const FS_IOC_FIEMAP: libc::c_ulong = (3 << 30)
+    | ((size_of::<FiemapHeader>() as libc::c_ulong) << 16)
+    | ((b'f' as libc::c_ulong) << 8)
+    | 11;
 const _: () = assert!(FS_IOC_FIEMAP == 0xC020_660B);
 
 /// Runs FS_IOC_FIEMAP with the request in `buf.header`; the kernel fills in
 /// at most `fm_extent_count` (clamped here to the buffer) extents.
 pub(crate) fn fiemap(fd: BorrowedFd<'_>, buf: &mut FiemapBuf) -> io::Result<()> {
-    buf.header.fm_extent_count = buf.header.fm_extent_count.min(FIEMAP_CHUNK_EXTENTS as u32);
+    buf.header.fm_extent_count = buf.header.fm_extent_count.min(FIEMAP_CHUNK_EXTENTS_U32);
     let ptr: *mut FiemapBuf = buf;
     // SAFETY: `ptr` points at a live, exclusively borrowed `struct fiemap`
     // followed by room for `fm_extent_count` extents (clamped above to the

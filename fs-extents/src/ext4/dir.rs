@@ -19,7 +19,12 @@ pub fn find_in_block(
     dir_ino: u32,
     block_index: u64,
 ) -> Result<Option<u32>, Ext4Error> {
-    let bad = |offset: usize, why: &'static str| Ext4Error::BadDirEntry { dir_ino, block_index, offset, why };
+    let bad = |offset: usize, why: &'static str| Ext4Error::BadDirEntry {
+        dir_ino,
+        block_index,
+        offset,
+        why,
+    };
     let mut off = 0usize;
     while off < block.len() {
         if block.len() - off < ENTRY_HEADER_BYTES {
@@ -70,7 +75,10 @@ mod tests {
         let mut b = entry(0, 12, b"gone");
         b.extend(entry(12, 16, b"data.bin"));
         b.extend(entry(13, 1024 - 28, b"x"));
-        assert_eq!(find_in_block(&b, b"data.bin", true, 2, 0).expect("valid"), Some(12));
+        assert_eq!(
+            find_in_block(&b, b"data.bin", true, 2, 0).expect("valid"),
+            Some(12)
+        );
         assert_eq!(find_in_block(&b, b"gone", true, 2, 0).expect("valid"), None);
         assert_eq!(find_in_block(&b, b"y", true, 2, 0).expect("valid"), None);
     }
@@ -81,12 +89,21 @@ mod tests {
         b.extend(entry(13, 1024 - 16, b"b"));
         let mut zero_len = b.clone();
         zero_len[4] = 0;
-        assert!(matches!(find_in_block(&zero_len, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
+        assert!(matches!(
+            find_in_block(&zero_len, b"b", true, 2, 0),
+            Err(Ext4Error::BadDirEntry { .. })
+        ));
         let mut long_name = b.clone();
         long_name[6] = 200;
-        assert!(matches!(find_in_block(&long_name, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
+        assert!(matches!(
+            find_in_block(&long_name, b"b", true, 2, 0),
+            Err(Ext4Error::BadDirEntry { .. })
+        ));
         let mut past_end = b;
         past_end[16 + 5] = 0x08; // rec_len 0x800 > what is left
-        assert!(matches!(find_in_block(&past_end, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
+        assert!(matches!(
+            find_in_block(&past_end, b"b", true, 2, 0),
+            Err(Ext4Error::BadDirEntry { .. })
+        ));
     }
 }
