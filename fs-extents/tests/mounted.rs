@@ -9,10 +9,14 @@ use common::{bytes, mkfs, read_through_map, run, write_sparse, Mount, TempDir};
 use fs_extents::{Ext4, ExtentKind, ExtentMap, TrackedFile};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 const CHUNK_BYTES: usize = 4096;
+/// Entries in the directory the kernel turns into an htree.
+const HTREE_ENTRIES: usize = 3000;
+/// `i_flags`: hashed-index directory.
+const EXT4_INDEX_FL: u32 = 0x1000;
 
 /// Two files written a chunk at a time, alternately, each write fsynced, so
 /// the allocator interleaves their blocks.
@@ -77,6 +81,16 @@ fn fiemap_and_ext4_reader_agree_on_fragmented_files() {
                 mnt.join("punched.bin").to_str().expect("utf-8"),
             ],
         );
+    }
+    // A directory large enough for the kernel to index it (htree).
+    fs::create_dir_all(mnt.join("big")).expect("mkdir");
+    let mut kernel_inos = Vec::new();
+    for i in 0..HTREE_ENTRIES {
+        let p = mnt.join(format!("big/entry-with-a-long-name-{i:05}"));
+        fs::write(&p, b"x").expect("create");
+        if i % 499 == 0 {
+            kernel_inos.push((format!("/big/entry-with-a-long-name-{i:05}"), fs::metadata(&p).expect("stat").ino()));
+        }
     }
     fs::create_dir_all(mnt.join("d/e")).expect("mkdir");
     fs::write(mnt.join("d/e/tail.txt"), bytes(13, 5000)).expect("write");
@@ -162,6 +176,11 @@ fn fiemap_and_ext4_reader_agree_on_fragmented_files() {
             "{}: ext4 map reads other bytes",
             c.path
         );
+    }
+    let big = fs.inode(fs.lookup("/big").expect("dir")).expect("inode");
+    assert_ne!(big.flags & EXT4_INDEX_FL, 0, "the kernel made /big an htree directory");
+    for (path, ino) in kernel_inos {
+        assert_eq!(u64::from(fs.lookup(&path).expect("htree entry")), ino, "{path}");
     }
 }
 
