@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bytes, mkfs, read_through_map, run, write_sparse, Mount, TempDir};
+use common::{bytes, mkfs, read_through_map, run, skip_mount, write_sparse, Mount, TempDir};
 use fs_extents::{Ext4, ExtentKind, ExtentMap, TrackedFile};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -46,7 +46,7 @@ fn fiemap_and_ext4_reader_agree_on_fragmented_files() {
     let mount = match Mount::try_new(&img, &mnt) {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED the FIEMAP half of this test: {why}");
+            skip_mount(&why);
             return;
         }
     };
@@ -89,7 +89,10 @@ fn fiemap_and_ext4_reader_agree_on_fragmented_files() {
         let p = mnt.join(format!("big/entry-with-a-long-name-{i:05}"));
         fs::write(&p, b"x").expect("create");
         if i % 499 == 0 {
-            kernel_inos.push((format!("/big/entry-with-a-long-name-{i:05}"), fs::metadata(&p).expect("stat").ino()));
+            kernel_inos.push((
+                format!("/big/entry-with-a-long-name-{i:05}"),
+                fs::metadata(&p).expect("stat").ino(),
+            ));
         }
     }
     fs::create_dir_all(mnt.join("d/e")).expect("mkdir");
@@ -178,9 +181,17 @@ fn fiemap_and_ext4_reader_agree_on_fragmented_files() {
         );
     }
     let big = fs.inode(fs.lookup("/big").expect("dir")).expect("inode");
-    assert_ne!(big.flags & EXT4_INDEX_FL, 0, "the kernel made /big an htree directory");
+    assert_ne!(
+        big.flags & EXT4_INDEX_FL,
+        0,
+        "the kernel made /big an htree directory"
+    );
     for (path, ino) in kernel_inos {
-        assert_eq!(u64::from(fs.lookup(&path).expect("htree entry")), ino, "{path}");
+        assert_eq!(
+            u64::from(fs.lookup(&path).expect("htree entry")),
+            ino,
+            "{path}"
+        );
     }
 }
 
@@ -193,7 +204,7 @@ fn refresh_bumps_the_version_when_the_file_changes() {
     let _mount = match Mount::try_new(&img, &mnt) {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED: {why}");
+            skip_mount(&why);
             return;
         }
     };
@@ -221,4 +232,52 @@ fn refresh_bumps_the_version_when_the_file_changes() {
         "the old map still ends at the old size"
     );
     assert!(!tracked.may_have_changed().expect("stat"));
+}
+
+/// Where the file system starts 1 MiB into the image (loop `offset`).
+const LOOP_OFFSET_BYTES: u64 = 1 << 20;
+
+#[test]
+fn loop_offset_becomes_the_device_base() {
+    let t = TempDir::new("offset");
+    let img = t.path().join("img");
+    let offset_opt = format!("offset={LOOP_OFFSET_BYTES}");
+    mkfs(&img, None, "32M", 4096, &["-E", &offset_opt]);
+    let mnt = t.path().join("mnt");
+    let mount = match Mount::try_with_options(&img, &mnt, &format!("loop,{offset_opt}")) {
+        Ok(m) => m,
+        Err(why) => {
+            skip_mount(&why);
+            return;
+        }
+    };
+    let path = mnt.join("f.bin");
+    write_sparse(&path, 64, 5);
+    let tracked = TrackedFile::open(&path).expect("map");
+    assert_eq!(
+        tracked.device().base,
+        fs_extents::DevOffset(LOOP_OFFSET_BYTES)
+    );
+    let want = fs::read(&path).expect("read");
+    let dev = File::open(&img).expect("image");
+    assert!(
+        read_through_map(tracked.map(), &dev) == want,
+        "FIEMAP + loop offset reads other bytes"
+    );
+    let fiemap_map = ExtentMap::clone(tracked.map());
+    drop(tracked);
+    mount.unmount();
+
+    let fs = Ext4::open_at(&dev, fs_extents::DevOffset(LOOP_OFFSET_BYTES))
+        .expect("file system at the offset");
+    let map = fs.file_map("/f.bin").expect("map");
+    assert_eq!(map.extents(), fiemap_map.extents());
+    assert!(read_through_map(&map, &dev) == want);
+    assert!(
+        matches!(
+            Ext4::open(&dev),
+            Err(fs_extents::Ext4Error::BadMagic { .. })
+        ),
+        "no file system at byte 0"
+    );
 }

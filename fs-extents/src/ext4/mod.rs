@@ -17,7 +17,7 @@ mod superblock;
 
 pub use extent_tree::{RawExtent, DEPTH_MAX, EXTENTS_MAX, NODES_MAX};
 pub use inode::{Inode, ROOT_INO};
-pub use source::ReadAt;
+pub use source::{ReadAt, Window};
 pub use superblock::{incompat, Superblock};
 
 use crate::addr::{DevOffset, FileOffset};
@@ -225,29 +225,25 @@ pub(crate) fn read<R: ReadAt + ?Sized>(
 /// An ext4 file system opened read-only from a source.
 #[derive(Debug)]
 pub struct Ext4<R> {
-    src: R,
+    src: Window<R>,
     sb: Superblock,
     base: DevOffset,
 }
 
 impl<R: ReadAt> Ext4<R> {
-    /// Reads and checks the superblock. Device offsets in maps are relative to
-    /// the start of `src` until [`Ext4::with_base`] says where the file system
-    /// starts on the device the driver reads.
+    /// Opens the file system that fills `src` from its first byte; device
+    /// offsets in maps are offsets in `src`.
     pub fn open(src: R) -> Result<Self, Ext4Error> {
-        let sb = Superblock::read(&src)?;
-        Ok(Self {
-            src,
-            sb,
-            base: DevOffset(0),
-        })
+        Self::open_at(src, DevOffset(0))
     }
 
-    /// Sets the byte offset of the file system on the driver's device (a
-    /// partition start, say).
-    pub fn with_base(mut self, base: DevOffset) -> Self {
-        self.base = base;
-        self
+    /// Opens the file system that starts at byte `base` of `src` (a
+    /// partition start, a loop offset); device offsets in maps are offsets
+    /// in `src`, so they include `base`.
+    pub fn open_at(src: R, base: DevOffset) -> Result<Self, Ext4Error> {
+        let src = Window::new(src, base.0);
+        let sb = Superblock::read(&src)?;
+        Ok(Self { src, sb, base })
     }
 
     /// The checked superblock.
@@ -260,7 +256,8 @@ impl<R: ReadAt> Ext4<R> {
         inode::read_inode(&self.src, &self.sb, ino)
     }
 
-    /// Byte offset of inode `ino`'s record in the source (for tools and tests).
+    /// Byte offset of inode `ino`'s record from the start of the file
+    /// system (for tools and tests).
     pub fn inode_offset(&self, ino: u32) -> Result<u64, Ext4Error> {
         inode::inode_offset(&self.src, &self.sb, ino)
     }

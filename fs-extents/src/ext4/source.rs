@@ -61,6 +61,35 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     }
 }
 
+/// The part of a source from byte `start` on: a file system that starts at a
+/// partition or loop offset inside the device.
+#[derive(Debug)]
+pub struct Window<R> {
+    inner: R,
+    start: u64,
+}
+
+impl<R: ReadAt> Window<R> {
+    /// The bytes of `inner` from `start` on.
+    pub fn new(inner: R, start: u64) -> Self {
+        Self { inner, start }
+    }
+}
+
+impl<R: ReadAt> ReadAt for Window<R> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let at = self
+            .start
+            .checked_add(offset)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        self.inner.read_exact_at(buf, at)
+    }
+
+    fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.inner.len_bytes()?.saturating_sub(self.start))
+    }
+}
+
 /// Little-endian field readers over buffers whose size the caller fixed.
 /// An out-of-bounds offset is a programmer error (the offsets are constants
 /// or were checked against the buffer length), so these index directly.
