@@ -104,12 +104,24 @@ impl<'a> Engine<'a> {
     /// means the loop can repeat forever.
     fn visit(&mut self, cur: &mut Path) -> Result<bool, VerifyError> {
         let pc = cur.pc;
+        let live = self.cfg.live_in[pc];
+        let mut masked = cur.st.clone();
+        for (r, reg) in masked.regs.iter_mut().enumerate() {
+            if live & (1 << r) == 0 {
+                *reg = Reg::NotInit;
+            }
+        }
         for (id, old) in &self.explored[pc] {
-            if old.subsumes(&cur.st) {
-                if cur.ancestors.contains(id) {
+            if old.subsumes(&masked) {
+                if !cur.ancestors.contains(id) {
+                    return Ok(true);
+                }
+                // Covered by a state on its own path: the loop came back to
+                // where it was. Identical means it never makes progress;
+                // otherwise walk on (the cap bounds a loop that never ends).
+                if *old == masked {
                     return Err(VerifyError::InfiniteLoop { insn: pc });
                 }
-                return Ok(true);
             }
         }
         if self.stored < self.env.limits.states_max {
@@ -120,7 +132,7 @@ impl<'a> Engine<'a> {
                 list.remove(0);
                 self.stored -= 1;
             }
-            list.push((id, cur.st.clone()));
+            list.push((id, masked));
             self.stored += 1;
             self.stats.states += 1;
             self.stats.peak_states = self.stats.peak_states.max(self.stored);

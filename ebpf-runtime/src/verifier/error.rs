@@ -80,7 +80,7 @@ pub enum VerifyError {
     UnboundedAccess { insn: usize, reg: u8, region: &'static str },
     #[error("R{reg} variable offset {region} access prohibited: use a constant offset (insn {insn})")]
     VariableOffset { insn: usize, reg: u8, region: &'static str },
-    #[error("invalid read from stack off={off} size={size}: the bytes are not initialised (insn {insn})")]
+    #[error("invalid read from stack off={off} size={size} (insn {insn})")]
     UninitStackRead { insn: usize, off: i64, size: u32 },
     #[error("invalid partial access to a spilled pointer at stack off={off} size={size} (insn {insn})")]
     PartialSpill { insn: usize, off: i64, size: u32 },

@@ -17,6 +17,7 @@ mod ctx;
 mod engine;
 mod error;
 mod helpers;
+mod liveness;
 mod mem;
 mod regs;
 mod scalar;

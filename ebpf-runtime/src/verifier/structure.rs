@@ -18,6 +18,9 @@ pub struct Cfg {
     pub prune_point: Vec<bool>,
     /// Whether some jump goes backwards (a loop).
     pub has_back_edge: bool,
+    /// Per instruction, the registers (bit i = ri) that may be read before
+    /// being written on some path starting there.
+    pub live_in: Vec<u16>,
 }
 
 /// Runs every static check.
@@ -102,7 +105,8 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
     if let Some(pc) = (0..len).find(|pc| !seen[*pc] && !second[*pc]) {
         return Err(VerifyError::Unreachable { insn: pc });
     }
-    Ok(Cfg { prune_point, has_back_edge })
+    let live_in = super::liveness::live_in(prog, &succs, &second);
+    Ok(Cfg { prune_point, has_back_edge, live_in })
 }
 
 fn reg_ok(insn: usize, reg: u8) -> Result<(), VerifyError> {
