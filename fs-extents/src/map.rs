@@ -542,4 +542,83 @@ mod tests {
             Err(TranslateError::PastEof { .. })
         ));
     }
+
+    /// The naive answer: walk every byte's owner. Slow, obviously right.
+    fn naive(m: &ExtentMap, off: u64, len: u64) -> Result<Segment, TranslateError> {
+        if len == 0 {
+            return Err(TranslateError::EmptyRange {
+                off: FileOffset(off),
+            });
+        }
+        if off
+            .checked_add(len)
+            .is_none_or(|end| end > m.access_limit().0)
+        {
+            return Err(TranslateError::PastEof {
+                off: FileOffset(off),
+                len,
+                size: m.size(),
+                limit: m.access_limit(),
+            });
+        }
+        let owner = |b: u64| {
+            m.extents()
+                .iter()
+                .position(|e| e.logical.0 <= b && b < e.logical.0 + e.len)
+        };
+        let first = owner(off);
+        let mut n = 1;
+        while n < len && owner(off + n) == first {
+            n += 1;
+        }
+        let target = match first.map(|i| m.extents()[i]) {
+            Some(e) if e.kind == ExtentKind::Written => {
+                Target::Device(DevOffset(e.physical.0 + off - e.logical.0))
+            }
+            _ => Target::Zeros,
+        };
+        Ok(Segment {
+            file: FileOffset(off),
+            len: n,
+            target,
+        })
+    }
+
+    #[test]
+    fn translate_prefix_matches_a_naive_model() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..50 {
+            let mut extents = Vec::new();
+            let mut at = 0;
+            for _ in 0..rnd(8) {
+                at += rnd(3) * 512;
+                let len = (1 + rnd(3)) * 512;
+                let kind = if rnd(4) == 0 {
+                    ExtentKind::Unwritten
+                } else {
+                    ExtentKind::Written
+                };
+                extents.push(ext(at, rnd(64) * 512 * 8, len, kind));
+                at += len;
+            }
+            let size = rnd(at + 1024);
+            let Ok(m) = ExtentMap::new(extents, size, 512, ChangeStamp::default()) else {
+                continue;
+            };
+            for _ in 0..200 {
+                let (off, len) = (rnd(at + 2048), rnd(2048));
+                assert_eq!(
+                    m.translate_prefix(FileOffset(off), len),
+                    naive(&m, off, len),
+                    "{m:?} off {off} len {len}"
+                );
+            }
+        }
+    }
 }
