@@ -5,6 +5,9 @@
 //! `cargo bench -p ebpf-runtime --bench runtime -- --warm-up-time 1 --measurement-time 3`
 //! Needs clang (scripts/install-deps.sh): the programs are built at start.
 
+// Test code: sizes and offsets are small; casts are checked by the assertions.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;

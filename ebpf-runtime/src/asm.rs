@@ -9,6 +9,11 @@
 //! (`isa.rs`), so that such a test fails with "not supported" rather than a
 //! syntax error.
 
+// An assembler turns numbers into instruction fields bit for bit: the
+// two's-complement casts between widths are intended (ranges are checked
+// where a value must fit).
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use std::collections::HashMap;
 
 use crate::insn::{self, Insn};

@@ -191,7 +191,8 @@ impl ElfObject {
                 return Err(ElfError::GlobalTooLarge { section: name, size, max: GLOBAL_BYTES_MAX });
             }
             let init = if section.kind() == SectionKind::UninitializedData {
-                vec![0u8; size as usize]
+                // size <= GLOBAL_BYTES_MAX (checked above): fits usize.
+                vec![0u8; usize::try_from(size).unwrap_or(0)]
             } else {
                 section.data()?.to_vec()
             };
@@ -239,7 +240,7 @@ impl ElfObject {
                     let declared = map_at.iter().find(|(s, off, m)| *s == target_sec && *off == sym.address() && maps[*m].init.is_none());
                     if let Some(&(_, _, map)) = global {
                         // Global: the symbol's offset plus the addend in imm.
-                        let offset = sym.address().checked_add(u64::from(ins.imm as u32)).ok_or_else(|| bad("offset overflow".into()))?;
+                        let offset = sym.address().checked_add(u64::from(u32::from_le_bytes(ins.imm.to_le_bytes()))).ok_or_else(|| bad("offset overflow".into()))?;
                         if offset >= u64::from(maps[map].spec.value_size) {
                             return Err(bad(format!("offset {offset} is outside `{}` ({} bytes)", maps[map].spec.name, maps[map].spec.value_size)));
                         }
@@ -256,7 +257,7 @@ impl ElfObject {
                     let Some(&(_, section)) = code_index.iter().find(|(s, _)| *s == target_sec) else {
                         return Err(bad(format!("call of `{sym_name}`, which is not in a code section")));
                     };
-                    let base = (sym.address() / 8) as i64;
+                    let base = i64::try_from(sym.address() / 8).map_err(|_| bad("symbol address out of range".into()))?;
                     let t = base + i64::from(ins.imm) + 1;
                     let slot = u64::try_from(t).map_err(|_| bad(format!("call target {t} is before the section start")))?;
                     RelocTarget::Code { section, slot }

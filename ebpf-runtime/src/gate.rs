@@ -18,7 +18,9 @@ pub struct GateError(#[from] pub verifier::VerifyError);
 /// scratch, with the verifier's default limits.
 pub fn verify(program: &Program, data_size: u32) -> Result<VerifyReport, GateError> {
     let maps = program.map_specs();
-    // SCRATCH_SIZE is 4096: it fits u32.
-    let env = Env { maps: &maps, data_size, scratch_size: SCRATCH_SIZE as u32, limits: Limits::default() };
+    #[allow(clippy::cast_possible_truncation)] // 4096, checked below
+    const SCRATCH_BYTES: u32 = SCRATCH_SIZE as u32;
+    const _: () = assert!(SCRATCH_BYTES as usize == SCRATCH_SIZE);
+    let env = Env { maps: &maps, data_size, scratch_size: SCRATCH_BYTES, limits: Limits::default() };
     Ok(verifier::verify(&program.insns, &env)?)
 }

@@ -10,6 +10,10 @@
 //! install as rbpf's own verifier (`set_verifier`), because rbpf's is private.
 //! It is structural only: safety of memory accesses is the verifier's job.
 
+// Program counters are below PROG_SLOTS_MAX (i16::MAX): the casts between
+// usize and i64 in jump arithmetic cannot wrap or truncate.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use crate::insn::{self, Insn};
 
 /// Longest program the engine accepts, in slots. rbpf computes jump targets

@@ -116,12 +116,11 @@ fn link(obj: &ElfObject, main: usize) -> Result<Program, LoadError> {
                     let Some(target_base) = base[section] else {
                         return Err(LoadError::CrossSectionCall { from: sec.name.clone(), to: target_sec.name.clone() });
                     };
-                    if slot >= target_sec.insns.len() as u64 {
-                        return Err(LoadError::CallOutOfRange { pc, slot, section: target_sec.name.clone(), len: target_sec.insns.len() });
-                    }
-                    // Both fit in i32: the program is shorter than PROG_SLOTS_MAX.
-                    let rel = (target_base + slot as usize) as i64 - (pc as i64 + 1);
-                    insns[pc].imm = i32::try_from(rel).map_err(|_| LoadError::TooLong { slots: insns.len(), max: isa::PROG_SLOTS_MAX })?;
+                    let out_of_range = || LoadError::CallOutOfRange { pc, slot, section: target_sec.name.clone(), len: target_sec.insns.len() };
+                    let slot_idx = usize::try_from(slot).ok().filter(|s| *s < target_sec.insns.len()).ok_or_else(out_of_range)?;
+                    // Both indices are below PROG_SLOTS_MAX (checked above): they fit i32.
+                    let to_i32 = |v: usize| i32::try_from(v).map_err(|_| LoadError::TooLong { slots: v, max: isa::PROG_SLOTS_MAX });
+                    insns[pc].imm = to_i32(target_base + slot_idx)? - to_i32(pc + 1)?;
                 }
             }
         }
@@ -137,9 +136,9 @@ fn link(obj: &ElfObject, main: usize) -> Result<Program, LoadError> {
 
 /// Rewrites the lddw at `pc` (its second slot exists: checked when reading relocations).
 fn set_lddw(insns: &mut [Insn], pc: usize, src: u8, map: usize, offset: u64) {
-    // Map indices are below elf::MAPS_MAX and offsets below GLOBAL_BYTES_MAX:
-    // both fit in i32.
     insns[pc].src = src;
-    insns[pc].imm = map as i32;
-    insns[pc + 1].imm = offset as i32;
+    // Map indices are below elf::MAPS_MAX and offsets below GLOBAL_BYTES_MAX:
+    // both fit in i32, the fallback is never taken.
+    insns[pc].imm = i32::try_from(map).unwrap_or(i32::MAX);
+    insns[pc + 1].imm = i32::try_from(offset).unwrap_or(i32::MAX);
 }

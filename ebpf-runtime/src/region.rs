@@ -67,7 +67,9 @@ impl Region {
         // SAFETY: offset..offset+len lies inside the allocation (checked
         // above); the words are `Cell`s, so no reference to them is
         // invalidated, and `out` is a distinct `&mut` buffer.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr().add(offset), out.as_mut_ptr(), out.len()) };
+        let src = self.ptr().wrapping_add(offset);
+        // SAFETY: see above.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
@@ -77,7 +79,9 @@ impl Region {
         // SAFETY: in bounds (checked above); interior mutability through
         // `Cell` words makes writing through `&self` sound; `bytes` cannot
         // overlap the region because a `&[u8]` into it is never handed out.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr().add(offset), bytes.len()) };
+        let dst = self.ptr().wrapping_add(offset);
+        // SAFETY: see above.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
         Ok(())
     }
 
@@ -92,7 +96,9 @@ impl Region {
     pub fn zero(&self, offset: usize, len: usize) -> Result<(), OutOfRegion> {
         self.check(offset, len)?;
         // SAFETY: in bounds (checked above); `Cell` words allow the write.
-        unsafe { std::ptr::write_bytes(self.ptr().add(offset), 0, len) };
+        let dst = self.ptr().wrapping_add(offset);
+        // SAFETY: see above.
+        unsafe { std::ptr::write_bytes(dst, 0, len) };
         Ok(())
     }
 

@@ -213,13 +213,16 @@ fn register_helpers(vm: &mut rbpf::EbpfVmMbuff<'_>, engine: Engine) -> Result<()
     };
     for (id, f) in table {
         // Helper ids are small positive constants.
-        vm.register_helper(id as u32, f).map_err(VmError::Rbpf)?;
+        vm.register_helper(id.unsigned_abs(), f).map_err(VmError::Rbpf)?;
     }
     Ok(())
 }
 
 /// Rewrites the verifier's pseudo `lddw`s into what rbpf executes: a map
 /// handle becomes the map's index, a global's address its host address.
+// Splitting a 64-bit value into the two 32-bit immediates of an lddw is a
+// bit-for-bit reinterpretation.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
     let mut out = insns.to_vec();
     let mut pc = 0;

@@ -1,5 +1,8 @@
 //! The `xrp-bpf` command line on objects built from bpf/tests.
 
+// Test code: sizes and offsets are small; casts are checked by the assertions.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 mod common;
 
 use std::process::{Command, Output};

@@ -1,5 +1,8 @@
 //! Malformed and hostile objects: every one yields an error, never a panic.
 
+// Test code: sizes and offsets are small; casts are checked by the assertions.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 mod common;
 
 use ebpf_runtime::elf::ElfError;
@@ -125,7 +128,7 @@ fn v4_instructions_are_refused_by_name() {
     let src = std::env::temp_dir().join(format!("sdiv-{}.c", std::process::id()));
     std::fs::write(&src, "__attribute__((section(\"xrp\"), used)) int f(long *c) { return (int)(c[1] / c[2]); }\n").unwrap();
     let out = src.with_extension("o");
-    let status = std::process::Command::new("clang").args(["-target", "bpf", "-O2", "-mcpu=v4", "-c"]).arg(&src).arg("-o").arg(&out).status().expect("clang");
+    let status = std::process::Command::new("clang").args(["-target", "bpf", "-O2", "-mcpu=v4", "-c"]).arg(&src).arg("-o").arg(&out).stderr(std::process::Stdio::null()).status().expect("clang");
     if !status.success() {
         // clang older than 18 has no -mcpu=v4: build the instruction by hand.
         let obj = object("empty");

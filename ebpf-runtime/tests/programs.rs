@@ -1,6 +1,9 @@
 //! The C test programs of `bpf/tests`, built with clang: loaded, verified
 //! and run on the interpreter and the JIT, which must agree.
 
+// Test code: sizes and offsets are small; casts are checked by the assertions.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 mod common;
 
 use ebpf_runtime::context::SCRATCH_SIZE;

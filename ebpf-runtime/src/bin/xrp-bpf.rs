@@ -172,7 +172,7 @@ fn run(
     let engine = if interp { Engine::Interpreter } else { Engine::Jit };
     let mut inst = Instance::new(&prog, data_size, engine).map_err(|e| e.to_string())?;
     let out = inst.run(&mut block, &mut scratch_buf).map_err(|e| e.to_string())?;
-    println!("r0 = {:#x} ({})", out.ret, out.ret as i64);
+    println!("r0 = {:#x} ({})", out.ret, i64::from_le_bytes(out.ret.to_le_bytes()));
     println!("done = {}", out.ctx.done);
     for i in 0..FANOUT_MAX {
         if out.ctx.next_addr[i] != 0 || out.ctx.size[i] != 0 {
