@@ -152,19 +152,35 @@ fn atomic_name(imm: i32) -> &'static str {
     }
 }
 
-/// Checks that rbpf can run `prog` without panicking and with the meaning the
-/// BPF ISA gives each instruction. Structural only (no memory safety).
+/// What a check lets through besides what rbpf runs natively.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// `lddw` with the loader's pseudo sources (before relocation).
+    pseudo: bool,
+    /// ISA v4 instructions that [`lower_for_rbpf`] rewrites (`bswap`,
+    /// `gotol`, `movsx`, `ldxs*`).
+    lowerable: bool,
+}
+
+/// Checks that the engine can run `prog` (after [`lower_for_rbpf`]) without
+/// panicking and with the meaning the BPF ISA gives each instruction.
+/// Structural only (no memory safety).
 pub fn check_program(prog: &[Insn]) -> Result<(), IsaError> {
-    check(prog, false)
+    check(prog, Mode { pseudo: false, lowerable: true })
 }
 
 /// The same check on a loaded program, whose map and global `lddw`s still
 /// carry the pseudo sources `PSEUDO_MAP_IDX`/`PSEUDO_MAP_IDX_VALUE`.
 pub fn check_loaded(prog: &[Insn]) -> Result<(), IsaError> {
-    check(prog, true)
+    check(prog, Mode { pseudo: true, lowerable: true })
 }
 
-fn check(prog: &[Insn], pseudo_ok: bool) -> Result<(), IsaError> {
+/// The check on exactly what rbpf is handed (lowered, relocated).
+fn check_engine(prog: &[Insn]) -> Result<(), IsaError> {
+    check(prog, Mode { pseudo: false, lowerable: false })
+}
+
+fn check(prog: &[Insn], mode: Mode) -> Result<(), IsaError> {
     if prog.is_empty() {
         return Err(IsaError::Empty);
     }
@@ -190,7 +206,7 @@ fn check(prog: &[Insn], pseudo_ok: bool) -> Result<(), IsaError> {
     let mut pc = 0;
     while pc < prog.len() {
         let i = &prog[pc];
-        check_one(i, pc, pseudo_ok)?;
+        check_one(i, pc, mode)?;
         let class = i.class();
         if class == insn::CLASS_JMP || class == insn::CLASS_JMP32 {
             let op = i.opc & 0xf0;
@@ -202,7 +218,9 @@ fn check(prog: &[Insn], pseudo_ok: bool) -> Result<(), IsaError> {
                     return Err(IsaError::BadTarget { what: "local call", pc, target });
                 }
             } else if op != insn::JMP_CALL && op != insn::JMP_EXIT {
-                let target = pc as i64 + 1 + i64::from(i.off);
+                // gotol (JMP32 class ja) carries its offset in imm.
+                let rel = if i.opc == GOTOL { i64::from(i.imm) } else { i64::from(i.off) };
+                let target = pc as i64 + 1 + rel;
                 if !target_ok(target) {
                     return Err(IsaError::BadTarget { what: "jump", pc, target });
                 }
@@ -212,10 +230,21 @@ fn check(prog: &[Insn], pseudo_ok: bool) -> Result<(), IsaError> {
     }
     let last_pc = prog.len() - 1;
     let last = &prog[last_pc];
-    if second_slot[last_pc] || last.class() != insn::CLASS_JMP || last.opc == (insn::CLASS_JMP | insn::JMP_CALL) {
+    // rbpf hits `unreachable!()` when execution runs past the last slot: the
+    // last slot must leave unconditionally.
+    let leaves = matches!(last.opc, EXIT | JA | GOTOL);
+    if second_slot[last_pc] || !leaves {
         return Err(IsaError::FallsOffEnd { pc: last_pc });
     }
     Ok(())
+}
+
+/// `movsx` forms: 32-bit class from 8/16 bits, 64-bit class from 8/16/32.
+fn is_movsx(i: &Insn) -> bool {
+    match i.class() {
+        insn::CLASS_ALU => matches!(i.off, 8 | 16),
+        _ => matches!(i.off, 8 | 16 | 32),
+    }
 }
 
 fn unsupported(i: &Insn, pc: usize, hint: &'static str) -> IsaError {
@@ -232,7 +261,12 @@ fn check_regs(i: &Insn, pc: usize, writes_dst: bool) -> Result<(), IsaError> {
     Ok(())
 }
 
-fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
+const GOTOL: u8 = insn::CLASS_JMP32 | insn::JMP_JA;
+const JA: u8 = insn::CLASS_JMP | insn::JMP_JA;
+const EXIT: u8 = insn::CLASS_JMP | insn::JMP_EXIT;
+const BSWAP: u8 = insn::CLASS_ALU64 | insn::ALU_END;
+
+fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
     let opc = i.opc;
     match i.class() {
         insn::CLASS_ALU | insn::CLASS_ALU64 => {
@@ -242,12 +276,14 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
             }
             let is64 = i.class() == insn::CLASS_ALU64;
             if op == insn::ALU_END {
-                if is64 {
+                if is64 && (!mode.lowerable || opc != BSWAP) {
                     return Err(unsupported(i, pc, V4));
                 }
                 if !matches!(i.imm, 16 | 32 | 64) {
                     return Err(IsaError::BadImmediate { what: "byte swap width", imm: i.imm, pc });
                 }
+            } else if op == insn::ALU_MOV && opc & insn::SRC_X != 0 && mode.lowerable && is_movsx(i) {
+                // movsx, lowered to shifts.
             } else if i.off != 0 {
                 // sdiv/smod (off = 1) and movsx (off = 8/16/32): rbpf ignores
                 // `off` and would run them as div/mod/mov.
@@ -262,7 +298,8 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
             let op = opc & 0xf0;
             let is32 = i.class() == insn::CLASS_JMP32;
             match op {
-                insn::JMP_JA if is32 => Err(unsupported(i, pc, V4)),
+                insn::JMP_JA if is32 && (!mode.lowerable || opc != GOTOL || i.off != 0) => Err(unsupported(i, pc, V4)),
+                insn::JMP_JA if is32 => Ok(()),
                 insn::JMP_JA if opc & insn::SRC_X != 0 => Err(IsaError::UnknownOpcode { opc, pc }),
                 insn::JMP_CALL | insn::JMP_EXIT if is32 => Err(IsaError::UnknownOpcode { opc, pc }),
                 insn::JMP_CALL if opc & insn::SRC_X != 0 => Err(unsupported(i, pc, V4)),
@@ -277,7 +314,7 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
             insn::MODE_IMM if opc == insn::OP_LDDW => {
                 // Pseudo sources must have been rewritten before execution.
                 let pseudo = i.src == insn::PSEUDO_MAP_IDX || i.src == insn::PSEUDO_MAP_IDX_VALUE;
-                if i.src != 0 && !(pseudo_ok && pseudo) {
+                if i.src != 0 && !(mode.pseudo && pseudo) {
                     return Err(IsaError::BadImmediate { what: "lddw source (unrelocated pseudo lddw)", imm: i32::from(i.src), pc });
                 }
                 check_regs(i, pc, true)
@@ -287,6 +324,7 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
         },
         insn::CLASS_LDX => match opc & 0xe0 {
             insn::MODE_MEM => check_regs(i, pc, true),
+            insn::MODE_MEMSX if opc & 0x18 != insn::SIZE_DW && mode.lowerable => check_regs(i, pc, true),
             insn::MODE_MEMSX if opc & 0x18 != insn::SIZE_DW => Err(unsupported(i, pc, V4)),
             _ => Err(IsaError::UnknownOpcode { opc, pc }),
         },
@@ -311,6 +349,13 @@ fn check_one(i: &Insn, pc: usize, pseudo_ok: bool) -> Result<(), IsaError> {
 ///   zero-extends), or just the `and32` when `dst == src`;
 /// - `le16`/`le32`: the JIT emits nothing, the ISA truncates; on a
 ///   little-endian host they are `and64 dst, 0xffff` and `and32 dst, -1`.
+///
+/// and the ISA v4 instructions rbpf lacks but v3 can express exactly:
+/// - `bswapN` is `beN` on a little-endian host;
+/// - `gotol` (32-bit offset) is `ja` when the offset fits 16 bits;
+/// - `movsx dst, src` (from n bits) is `mov64 dst, src; lsh64 dst, 64-n;
+///   arsh64 dst, 64-n` (plus `and32 dst, -1` in the 32-bit class);
+/// - `ldxsN dst, [src+off]` is `ldxN` then the same two shifts.
 ///
 /// Jump offsets and local-call immediates are recomputed for the new layout.
 pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
@@ -340,6 +385,28 @@ pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
                 out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_AND | insn::SRC_K, dst: i.dst, src: 0, off: 0, imm: 0xffff });
             }
             (op, 32) if op == insn::CLASS_ALU | insn::ALU_END | insn::SRC_K => out.push(and32_all(i.dst)),
+            (BSWAP, _) => out.push(Insn { opc: insn::CLASS_ALU | insn::ALU_END | insn::SRC_X, ..*i }),
+            // The offset is set by the fixup below.
+            (GOTOL, _) => out.push(Insn { opc: insn::CLASS_JMP | insn::JMP_JA, dst: 0, src: 0, off: 0, imm: 0 }),
+            (op, _) if (op == insn::CLASS_ALU | insn::ALU_MOV | insn::SRC_X || op == insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X) && i.off != 0 => {
+                // movsx (checked: off is 8, 16 or 32).
+                if i.dst != i.src {
+                    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X, dst: i.dst, src: i.src, off: 0, imm: 0 });
+                }
+                push_sign_extend(&mut out, i.dst, i32::from(i.off));
+                if i.class() == insn::CLASS_ALU {
+                    out.push(and32_all(i.dst));
+                }
+            }
+            (op, _) if op & 0xe7 == insn::CLASS_LDX | insn::MODE_MEMSX => {
+                let (size, bits) = match op & 0x18 {
+                    insn::SIZE_B => (insn::SIZE_B, 8),
+                    insn::SIZE_H => (insn::SIZE_H, 16),
+                    _ => (insn::SIZE_W, 32),
+                };
+                out.push(Insn { opc: insn::CLASS_LDX | insn::MODE_MEM | size, ..*i });
+                push_sign_extend(&mut out, i.dst, bits);
+            }
             _ => out.push(*i),
         }
     }
@@ -359,7 +426,10 @@ pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
             let t = usize::try_from(t).ok().and_then(|t| new_pc.get(t)).ok_or(IsaError::BadTarget { what: "jump", pc, target: t })?;
             Ok(*t as i64 - (at as i64 + 1))
         };
-        if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL {
+        if i.opc == GOTOL {
+            let rel = new_target(i64::from(i.imm))?;
+            out[at].off = i16::try_from(rel).map_err(|_| IsaError::Unsupported { name: "gotol", opc: i.opc, pc, hint: " with an offset beyond 16 bits" })?;
+        } else if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL {
             let rel = new_target(i64::from(i.imm))?;
             out[at].imm = i32::try_from(rel).map_err(|_| IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX })?;
         } else if op != insn::JMP_CALL && op != insn::JMP_EXIT {
@@ -368,6 +438,13 @@ pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
         }
     }
     Ok(out)
+}
+
+/// Sign-extends the low `bits` of `dst` to 64 bits with two shifts.
+fn push_sign_extend(out: &mut Vec<Insn>, dst: u8, bits: i32) {
+    let shift = 64 - bits;
+    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_LSH | insn::SRC_K, dst, src: 0, off: 0, imm: shift });
+    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_ARSH | insn::SRC_K, dst, src: 0, off: 0, imm: shift });
 }
 
 /// Instructions rbpf's interpreter runs differently from the ISA (and from
@@ -394,7 +471,7 @@ pub fn check_interpreter(prog: &[Insn]) -> Result<(), IsaError> {
 pub fn rbpf_verifier(prog: &[u8]) -> Result<(), std::io::Error> {
     let insns = insn::decode_all(prog)
         .ok_or_else(|| std::io::Error::other("program length is not a multiple of 8 bytes"))?;
-    check_program(&insns).map_err(std::io::Error::other)
+    check_engine(&insns).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -417,12 +494,13 @@ mod tests {
         let p = [ins(0x3f, 0, 1, 1, 0), EXIT];
         let e = check_program(&p).unwrap_err();
         assert!(e.to_string().starts_with("sdiv64 "), "{e}");
-        let p = [ins(0xbf, 0, 1, 8, 0), EXIT];
-        assert!(check_program(&p).unwrap_err().to_string().starts_with("movsx64 "));
         let p = [ins(0xdb, 10, 1, -8, 0xf1), EXIT];
         assert!(check_program(&p).unwrap_err().to_string().starts_with("lock cmpxchg "));
-        let p = [ins(0xd7, 0, 0, 0, 16), EXIT];
-        assert!(check_program(&p).unwrap_err().to_string().starts_with("bswap "));
+        // Lowerable v4 instructions pass the program check, but never reach rbpf.
+        let p = [ins(0xd7, 0, 0, 0, 16), ins(0xbf, 0, 1, 8, 0), EXIT];
+        assert_eq!(check_program(&p), Ok(()));
+        assert!(check_engine(&p).unwrap_err().to_string().starts_with("bswap "));
+        assert_eq!(check_engine(&lower_for_rbpf(&p).unwrap()), Ok(()));
     }
 
     #[test]
@@ -438,6 +516,15 @@ mod tests {
         let p = [ins(0xbc, 1, 2, 0, 0), ins(0x05, 0, 0, -2, 0), EXIT];
         let l = lower_for_rbpf(&p).unwrap();
         assert_eq!(l[2].off, -3);
+    }
+
+    #[test]
+    fn last_slot_must_leave() {
+        // A conditional jump last can fall off the end.
+        let p = [ins(0xb7, 0, 0, 0, 0), ins(0x15, 0, 0, -2, 1)];
+        assert!(matches!(check_program(&p), Err(IsaError::FallsOffEnd { pc: 1 })));
+        let p = [ins(0xb7, 0, 0, 0, 0), EXIT, ins(0x05, 0, 0, -3, 0)];
+        assert_eq!(check_program(&p), Ok(()));
     }
 
     #[test]
