@@ -74,6 +74,9 @@ pub enum FiemapError {
         /// Its flags.
         flags: u32,
     },
+    /// The kernel answered with no extent past the one asked for.
+    #[error("FIEMAP at file offset {0} returned no new extent and no last-extent flag; the file system misreports its extents")]
+    NoProgress(FileOffset),
     /// More extents than [`EXTENTS_MAX`].
     #[error("more than {EXTENTS_MAX} extents; defragment the file")]
     TooManyExtents,
@@ -100,6 +103,14 @@ pub fn stamp(file: &File) -> io::Result<ChangeStamp> {
 /// The extents of an open file, physical offsets relative to its file
 /// system's block device (not yet moved by a [`DeviceTarget`] base).
 pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
+    collect_extents(|buf| sys::fiemap(file.as_fd(), buf))
+}
+
+/// The FIEMAP loop, with the ioctl as a parameter so tests can script the
+/// kernel's answers.
+fn collect_extents(
+    mut fiemap: impl FnMut(&mut sys::FiemapBuf) -> io::Result<()>,
+) -> Result<Vec<Extent>, FiemapError> {
     let mut buf = sys::FiemapBuf::new();
     let mut out = Vec::new();
     let mut next = 0u64;
@@ -111,7 +122,7 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
             fm_extent_count: sys::FIEMAP_CHUNK_EXTENTS_U32,
             ..Default::default()
         };
-        sys::fiemap(file.as_fd(), &mut buf).map_err(FiemapError::Ioctl)?;
+        fiemap(&mut buf).map_err(FiemapError::Ioctl)?;
         let mapped = usize::try_from(buf.header.fm_mapped_extents)
             .unwrap_or(usize::MAX)
             .min(sys::FIEMAP_CHUNK_EXTENTS);
@@ -119,6 +130,7 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
             return Ok(out);
         }
         let mut last = false;
+        let before = next;
         for fe in &buf.extents[..mapped] {
             let logical = FileOffset(fe.fe_logical);
             if fe.fe_flags & extent_flags::UNREADABLE != 0 {
@@ -158,6 +170,9 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
         }
         if last {
             return Ok(out);
+        }
+        if next == before {
+            return Err(FiemapError::NoProgress(FileOffset(next)));
         }
     }
     Err(FiemapError::TooManyExtents)
@@ -240,5 +255,137 @@ impl TrackedFile {
         let bumped = fresh.version() != self.map.version();
         self.map = Arc::new(fresh);
         Ok(bumped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{FiemapBuf, FiemapExtent};
+
+    fn fe(logical: u64, physical: u64, len: u64, flags: u32) -> FiemapExtent {
+        FiemapExtent {
+            fe_logical: logical,
+            fe_physical: physical,
+            fe_length: len,
+            fe_flags: flags,
+            ..Default::default()
+        }
+    }
+
+    /// A fake kernel answering from `extents`, at most `per_call` at a time.
+    /// It also repeats the extent that ends exactly at `fm_start` (a kernel
+    /// may report an extent touching the range again).
+    fn kernel(
+        extents: Vec<FiemapExtent>,
+        per_call: usize,
+    ) -> impl FnMut(&mut FiemapBuf) -> io::Result<()> {
+        move |buf| {
+            let start = buf.header.fm_start;
+            let found: Vec<_> = extents
+                .iter()
+                .filter(|e| {
+                    e.fe_logical + e.fe_length > start
+                        || (start > 0 && e.fe_logical + e.fe_length == start)
+                })
+                .take(per_call)
+                .copied()
+                .collect();
+            buf.header.fm_mapped_extents = u32::try_from(found.len()).expect("few");
+            buf.extents[..found.len()].copy_from_slice(&found);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn loops_over_chunks_until_the_last_extent() {
+        let all: Vec<_> = (0..10u64)
+            .map(|i| {
+                fe(
+                    i * 8192,
+                    1 << 20 | i * 4096,
+                    4096,
+                    if i == 9 { extent_flags::LAST } else { 0 },
+                )
+            })
+            .collect();
+        let got = collect_extents(kernel(all, 3)).expect("valid answers");
+        assert_eq!(got.len(), 10);
+        assert_eq!(got[9].logical, FileOffset(9 * 8192));
+        assert!(got.iter().all(|e| e.kind == ExtentKind::Written));
+    }
+
+    #[test]
+    fn repeated_extent_is_not_counted_twice_and_unwritten_is_kept() {
+        let all = vec![
+            fe(0, 4096, 16384, 0),
+            fe(16384, 65536, 4096, 0),
+            fe(
+                20480,
+                131072,
+                4096,
+                extent_flags::UNWRITTEN | extent_flags::LAST,
+            ),
+        ];
+        let mut calls = 0;
+        let mut k = kernel(all, 2);
+        let got = collect_extents(|buf| {
+            calls += 1;
+            k(buf)
+        })
+        .expect("valid answers");
+        assert_eq!(calls, 2);
+        assert_eq!(
+            got.len(),
+            3,
+            "the extent repeated in the second answer is counted once"
+        );
+        assert_eq!(got[2].kind, ExtentKind::Unwritten);
+    }
+
+    #[test]
+    fn a_kernel_that_makes_no_progress_is_an_error() {
+        let all = vec![
+            fe(0, 4096, 16384, 0),
+            fe(16384, 65536, 4096, extent_flags::LAST),
+        ];
+        let r = collect_extents(kernel(all, 1));
+        assert!(
+            matches!(r, Err(FiemapError::NoProgress(FileOffset(16384)))),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn empty_file_maps_to_no_extents() {
+        assert!(collect_extents(kernel(vec![], 8))
+            .expect("empty")
+            .is_empty());
+    }
+
+    #[test]
+    fn unreadable_and_unallocated_extents_are_errors() {
+        for flags in [
+            extent_flags::DATA_INLINE,
+            extent_flags::DATA_ENCRYPTED,
+            extent_flags::ENCODED,
+            extent_flags::DATA_TAIL,
+        ] {
+            let r = collect_extents(kernel(vec![fe(0, 0, 4096, flags | extent_flags::LAST)], 8));
+            assert!(
+                matches!(r, Err(FiemapError::Unreadable { .. })),
+                "flags {flags:#x}"
+            );
+        }
+        let r = collect_extents(kernel(
+            vec![fe(0, 0, 4096, extent_flags::DELALLOC | extent_flags::LAST)],
+            8,
+        ));
+        assert!(matches!(r, Err(FiemapError::Unallocated { .. })));
+        let r = collect_extents(|_: &mut FiemapBuf| {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        });
+        let e = r.expect_err("ioctl failure");
+        assert!(e.to_string().contains("ext4 reader"), "{e}");
     }
 }
