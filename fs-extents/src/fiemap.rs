@@ -303,7 +303,7 @@ mod tests {
             .map(|i| {
                 fe(
                     i * 8192,
-                    1 << 20 | i * 4096,
+                    (1 << 20) | (i * 4096),
                     4096,
                     if i == 9 { extent_flags::LAST } else { 0 },
                 )
