@@ -157,12 +157,12 @@ fn atomic_name(imm: i32) -> &'static str {
 struct Mode {
     /// `lddw` with the loader's pseudo sources (before relocation).
     pseudo: bool,
-    /// ISA v4 instructions that [`lower_for_rbpf`] rewrites (`bswap`,
+    /// ISA v4 instructions that [`crate::lower::lower_for_rbpf`] rewrites (`bswap`,
     /// `gotol`, `movsx`, `ldxs*`).
     lowerable: bool,
 }
 
-/// Checks that the engine can run `prog` (after [`lower_for_rbpf`]) without
+/// Checks that the engine can run `prog` (after [`crate::lower::lower_for_rbpf`]) without
 /// panicking and with the meaning the BPF ISA gives each instruction.
 /// Structural only (no memory safety).
 pub fn check_program(prog: &[Insn]) -> Result<(), IsaError> {
@@ -176,7 +176,7 @@ pub fn check_loaded(prog: &[Insn]) -> Result<(), IsaError> {
 }
 
 /// The check on exactly what rbpf is handed (lowered, relocated).
-fn check_engine(prog: &[Insn]) -> Result<(), IsaError> {
+pub(crate) fn check_engine(prog: &[Insn]) -> Result<(), IsaError> {
     check(prog, Mode { pseudo: false, lowerable: false })
 }
 
@@ -240,7 +240,7 @@ fn check(prog: &[Insn], mode: Mode) -> Result<(), IsaError> {
 }
 
 /// `movsx` forms: 32-bit class from 8/16 bits, 64-bit class from 8/16/32.
-fn is_movsx(i: &Insn) -> bool {
+pub(crate) fn is_movsx(i: &Insn) -> bool {
     match i.class() {
         insn::CLASS_ALU => matches!(i.off, 8 | 16),
         _ => matches!(i.off, 8 | 16 | 32),
@@ -261,10 +261,10 @@ fn check_regs(i: &Insn, pc: usize, writes_dst: bool) -> Result<(), IsaError> {
     Ok(())
 }
 
-const GOTOL: u8 = insn::CLASS_JMP32 | insn::JMP_JA;
-const JA: u8 = insn::CLASS_JMP | insn::JMP_JA;
+pub(crate) const GOTOL: u8 = insn::CLASS_JMP32 | insn::JMP_JA;
+pub(crate) const JA: u8 = insn::CLASS_JMP | insn::JMP_JA;
 const EXIT: u8 = insn::CLASS_JMP | insn::JMP_EXIT;
-const BSWAP: u8 = insn::CLASS_ALU64 | insn::ALU_END;
+pub(crate) const BSWAP: u8 = insn::CLASS_ALU64 | insn::ALU_END;
 
 fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
     let opc = i.opc;
@@ -342,131 +342,6 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
     }
 }
 
-/// Rewrites the instructions rbpf's JIT gets wrong into equivalents it gets
-/// right, for both engines (so that they run the same code):
-/// - `mov32 dst, src`: the JIT emits a 64-bit move and keeps the upper half
-///   of `src`; becomes `mov64 dst, src; and32 dst, -1` (a 32-bit x86 `and`
-///   zero-extends), or just the `and32` when `dst == src`;
-/// - `le16`/`le32`: the JIT emits nothing, the ISA truncates; on a
-///   little-endian host they are `and64 dst, 0xffff` and `and32 dst, -1`.
-///
-/// and the ISA v4 instructions rbpf lacks but v3 can express exactly:
-/// - `bswapN` is `beN` on a little-endian host;
-/// - `gotol` (32-bit offset) is `ja` when the offset fits 16 bits;
-/// - `movsx dst, src` (from n bits) is `mov64 dst, src; lsh64 dst, 64-n;
-///   arsh64 dst, 64-n` (plus `and32 dst, -1` in the 32-bit class);
-/// - `ldxsN dst, [src+off]` is `ldxN` then the same two shifts.
-///
-/// Jump offsets and local-call immediates are recomputed for the new layout.
-pub fn lower_for_rbpf(prog: &[Insn]) -> Result<Vec<Insn>, IsaError> {
-    const _: () = assert!(cfg!(target_endian = "little"), "BPF programs are little-endian; the lowering assumes a little-endian host");
-    let and32_all = |dst: u8| Insn { opc: insn::CLASS_ALU | insn::ALU_AND | insn::SRC_K, dst, src: 0, off: 0, imm: -1 };
-    let mut out = Vec::with_capacity(prog.len() + prog.len() / 8);
-    // new_pc[old] = first new slot of old slot `old`; the jump or call of a
-    // slot is always its last new slot (jumps are never expanded).
-    let mut new_pc = Vec::with_capacity(prog.len() + 1);
-    let mut second_slot = false;
-    for i in prog {
-        new_pc.push(out.len());
-        if second_slot {
-            second_slot = false;
-            out.push(*i);
-            continue;
-        }
-        second_slot = i.opc == insn::OP_LDDW;
-        match (i.opc, i.imm) {
-            (op, _) if op == insn::CLASS_ALU | insn::ALU_MOV | insn::SRC_X && i.off == 0 => {
-                if i.dst != i.src {
-                    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X, ..*i });
-                }
-                out.push(and32_all(i.dst));
-            }
-            (op, 16) if op == insn::CLASS_ALU | insn::ALU_END | insn::SRC_K => {
-                out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_AND | insn::SRC_K, dst: i.dst, src: 0, off: 0, imm: 0xffff });
-            }
-            (op, 32) if op == insn::CLASS_ALU | insn::ALU_END | insn::SRC_K => out.push(and32_all(i.dst)),
-            (BSWAP, _) => out.push(Insn { opc: insn::CLASS_ALU | insn::ALU_END | insn::SRC_X, ..*i }),
-            // The offset is set by the fixup below.
-            (GOTOL, _) => out.push(Insn { opc: insn::CLASS_JMP | insn::JMP_JA, dst: 0, src: 0, off: 0, imm: 0 }),
-            (op, _) if (op == insn::CLASS_ALU | insn::ALU_MOV | insn::SRC_X || op == insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X) && i.off != 0 => {
-                // movsx (checked: off is 8, 16 or 32).
-                if i.dst != i.src {
-                    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_MOV | insn::SRC_X, dst: i.dst, src: i.src, off: 0, imm: 0 });
-                }
-                push_sign_extend(&mut out, i.dst, i32::from(i.off));
-                if i.class() == insn::CLASS_ALU {
-                    out.push(and32_all(i.dst));
-                }
-            }
-            (op, _) if op & 0xe7 == insn::CLASS_LDX | insn::MODE_MEMSX => {
-                let (size, bits) = match op & 0x18 {
-                    insn::SIZE_B => (insn::SIZE_B, 8),
-                    insn::SIZE_H => (insn::SIZE_H, 16),
-                    _ => (insn::SIZE_W, 32),
-                };
-                out.push(Insn { opc: insn::CLASS_LDX | insn::MODE_MEM | size, ..*i });
-                push_sign_extend(&mut out, i.dst, bits);
-            }
-            _ => out.push(*i),
-        }
-    }
-    new_pc.push(out.len());
-    if out.len() > PROG_SLOTS_MAX {
-        return Err(IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX });
-    }
-    for (pc, i) in prog.iter().enumerate() {
-        let class = i.class();
-        if class != insn::CLASS_JMP && class != insn::CLASS_JMP32 {
-            continue;
-        }
-        let op = i.opc & 0xf0;
-        let at = new_pc[pc + 1] - 1;
-        let new_target = |rel: i64| -> Result<i64, IsaError> {
-            let t = pc as i64 + 1 + rel;
-            let t = usize::try_from(t).ok().and_then(|t| new_pc.get(t)).ok_or(IsaError::BadTarget { what: "jump", pc, target: t })?;
-            Ok(*t as i64 - (at as i64 + 1))
-        };
-        if i.opc == GOTOL {
-            let rel = new_target(i64::from(i.imm))?;
-            out[at].off = i16::try_from(rel).map_err(|_| IsaError::Unsupported { name: "gotol", opc: i.opc, pc, hint: " with an offset beyond 16 bits" })?;
-        } else if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL {
-            let rel = new_target(i64::from(i.imm))?;
-            out[at].imm = i32::try_from(rel).map_err(|_| IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX })?;
-        } else if op != insn::JMP_CALL && op != insn::JMP_EXIT {
-            let rel = new_target(i64::from(i.off))?;
-            out[at].off = i16::try_from(rel).map_err(|_| IsaError::TooLong { slots: out.len(), max: PROG_SLOTS_MAX })?;
-        }
-    }
-    Ok(out)
-}
-
-/// Sign-extends the low `bits` of `dst` to 64 bits with two shifts.
-fn push_sign_extend(out: &mut Vec<Insn>, dst: u8, bits: i32) {
-    let shift = 64 - bits;
-    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_LSH | insn::SRC_K, dst, src: 0, off: 0, imm: shift });
-    out.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_ARSH | insn::SRC_K, dst, src: 0, off: 0, imm: shift });
-}
-
-/// Instructions rbpf's interpreter runs differently from the ISA (and from
-/// rbpf's JIT): the unsigned 64-bit compares `jeq jne jgt jge jlt jle` with
-/// an immediate zero-extend it instead of sign-extending it, so a negative
-/// immediate compares against the wrong value. The interpreter refuses them.
-pub fn check_interpreter(prog: &[Insn]) -> Result<(), IsaError> {
-    for (pc, i) in prog.iter().enumerate() {
-        let op = i.opc & 0xf0;
-        let unsigned_cmp = matches!(op, insn::JMP_JEQ | insn::JMP_JNE | insn::JMP_JGT | insn::JMP_JGE | insn::JMP_JLT | insn::JMP_JLE);
-        if i.opc & 0x0f == insn::CLASS_JMP | insn::SRC_K && unsigned_cmp && i.imm < 0 {
-            return Err(IsaError::Unsupported {
-                name: name(i),
-                opc: i.opc,
-                pc,
-                hint: " with a negative immediate by the interpreter (rbpf zero-extends it); use the JIT",
-            });
-        }
-    }
-    Ok(())
-}
-
 /// rbpf's verifier hook: the same check on raw bytes, with rbpf's error type.
 pub fn rbpf_verifier(prog: &[u8]) -> Result<(), std::io::Error> {
     let insns = insn::decode_all(prog)
@@ -500,22 +375,7 @@ mod tests {
         let p = [ins(0xd7, 0, 0, 0, 16), ins(0xbf, 0, 1, 8, 0), EXIT];
         assert_eq!(check_program(&p), Ok(()));
         assert!(check_engine(&p).unwrap_err().to_string().starts_with("bswap "));
-        assert_eq!(check_engine(&lower_for_rbpf(&p).unwrap()), Ok(()));
-    }
-
-    #[test]
-    fn lowering_expands_mov32_and_fixes_offsets() {
-        // jeq r0, 0, +2 ; mov32 r1, r2 ; le16 r1 ; exit ; (local call target)
-        let p = [ins(0x15, 0, 0, 2, 0), ins(0xbc, 1, 2, 0, 0), ins(0xd4, 1, 0, 0, 16), EXIT];
-        let l = lower_for_rbpf(&p).unwrap();
-        assert_eq!(l.len(), 5);
-        assert_eq!(l[0].off, 3, "jump over the expanded mov32");
-        assert_eq!((l[1].opc, l[2].opc, l[2].imm), (0xbf, 0x54, -1));
-        assert_eq!((l[3].opc, l[3].imm), (0x57, 0xffff));
-        // A backward jump across an expansion.
-        let p = [ins(0xbc, 1, 2, 0, 0), ins(0x05, 0, 0, -2, 0), EXIT];
-        let l = lower_for_rbpf(&p).unwrap();
-        assert_eq!(l[2].off, -3);
+        assert_eq!(check_engine(&crate::lower::lower_for_rbpf(&p).unwrap()), Ok(()));
     }
 
     #[test]

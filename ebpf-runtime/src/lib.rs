@@ -22,6 +22,7 @@ pub mod isa;
 #[cfg(target_arch = "x86_64")]
 mod jit_abi;
 pub mod loader;
+pub mod lower;
 pub mod map_spec;
 pub mod maps;
 pub mod region;

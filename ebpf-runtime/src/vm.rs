@@ -110,10 +110,7 @@ impl Instance {
 
     fn build(insns: Vec<Insn>, maps: Vec<Map>, engine: Engine, data_size: u32) -> Result<Instance, VmError> {
         isa::check_program(&insns)?;
-        if engine == Engine::Interpreter {
-            isa::check_interpreter(&insns)?;
-        }
-        let insns = isa::lower_for_rbpf(&insns)?;
+        let insns = crate::lower::lower_for_rbpf(&insns)?;
         if engine == Engine::Jit && !cfg!(target_arch = "x86_64") {
             return Err(VmError::JitUnsupported);
         }
@@ -262,10 +259,7 @@ fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
 /// and write any address of the process.
 pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, VmError> {
     isa::check_program(insns)?;
-    if engine == Engine::Interpreter {
-        isa::check_interpreter(insns)?;
-    }
-    let insns = isa::lower_for_rbpf(insns)?;
+    let insns = crate::lower::lower_for_rbpf(insns)?;
     let code = insn::encode_all(&insns);
     let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(VmError::Rbpf)?;
     vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
