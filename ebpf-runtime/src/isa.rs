@@ -343,10 +343,9 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
 }
 
 /// rbpf's verifier hook: the same check on raw bytes, with rbpf's error type.
-pub fn rbpf_verifier(prog: &[u8]) -> Result<(), std::io::Error> {
-    let insns = insn::decode_all(prog)
-        .ok_or_else(|| std::io::Error::other("program length is not a multiple of 8 bytes"))?;
-    check_engine(&insns).map_err(std::io::Error::other)
+pub fn rbpf_verifier(prog: &[u8]) -> Result<(), rbpf::lib::Error> {
+    let insns = insn::decode_all(prog).ok_or_else(|| rbpf::lib::Error::other("program length is not a multiple of 8 bytes"))?;
+    check_engine(&insns).map_err(|e| rbpf::lib::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

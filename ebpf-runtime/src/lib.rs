@@ -21,6 +21,7 @@ pub mod insn;
 pub mod isa;
 #[cfg(target_arch = "x86_64")]
 mod jit_abi;
+pub mod jit_mem;
 pub mod loader;
 pub mod lower;
 pub mod map_spec;

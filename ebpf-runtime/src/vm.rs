@@ -19,6 +19,7 @@ use crate::gate::{self, GateError, VerifyReport};
 use crate::helpers;
 use crate::insn::{self, Insn};
 use crate::isa::{self, IsaError};
+use crate::jit_mem::ExecMemory;
 use crate::loader::Program;
 use crate::maps::{Map, MapError, UpdateFlag};
 use crate::region::Region;
@@ -45,7 +46,11 @@ pub enum VmError {
     #[error("map index {index} in lddw at insn {pc} is not below the {maps} maps of the program")]
     BadMapIndex { pc: usize, index: i32, maps: usize },
     #[error("rbpf: {0}")]
-    Rbpf(std::io::Error),
+    Rbpf(String),
+    #[error("JIT memory: {0}")]
+    JitMemory(std::io::Error),
+    #[error("the JIT ran out of code space (an rbpf assertion); use the interpreter for this program")]
+    JitOverflow,
     #[error("the JIT runs on x86-64 only; use the interpreter on this machine")]
     JitUnsupported,
     #[error("data block of {got} bytes; the program was verified for {expected} bytes")]
@@ -66,6 +71,7 @@ pub struct Outcome {
 /// Field order is drop order: `vm` borrows `code` (see `new`), so it goes first.
 pub struct Instance {
     vm: rbpf::EbpfVmMbuff<'static>,
+    jit_memory: Option<ExecMemory>,
     code: Box<[u8]>,
     maps: Vec<Map>,
     ctx: Region,
@@ -119,26 +125,33 @@ impl Instance {
         // mutated or moved out of its box; `vm` is declared before `code`, so
         // it is dropped first and never outlives the bytes it borrows.
         let prog: &'static [u8] = unsafe { std::slice::from_raw_parts(code.as_ptr(), code.len()) };
-        let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(VmError::Rbpf)?;
+        let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(rbpf_err)?;
         // rbpf's own verifier is private; ours (the structural ISA check, run
         // again here on every program rbpf is given) replaces it.
-        vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
-        vm.set_program(prog).map_err(VmError::Rbpf)?;
+        vm.set_verifier(isa::rbpf_verifier).map_err(rbpf_err)?;
+        vm.set_program(prog).map_err(rbpf_err)?;
         register_helpers(&mut vm, engine)?;
         let scratch = Region::zeroed(SCRATCH_SIZE);
         vm.register_allowed_memory(scratch.range());
         for m in &maps {
             vm.register_allowed_memory(m.values().range());
         }
-        if engine == Engine::Jit {
-            vm.jit_compile().map_err(VmError::Rbpf)?;
-        }
-        Ok(Instance { vm, code, maps, ctx: Region::zeroed(CTX_SIZE), scratch, engine, data_size, report: VerifyReport::default() })
+        let jit_memory = match engine {
+            Engine::Jit => Some(jit_compile(&mut vm, insns.len())?),
+            Engine::Interpreter => None,
+        };
+        Ok(Instance { vm, jit_memory, code, maps, ctx: Region::zeroed(CTX_SIZE), scratch, engine, data_size, report: VerifyReport::default() })
     }
 
     /// What the verifier reported when the instance was made.
     pub fn report(&self) -> VerifyReport {
         self.report
+    }
+
+    /// Whether the JIT code sits in read-execute (never writable) memory.
+    /// `false` for the interpreter.
+    pub fn jit_sealed(&self) -> bool {
+        self.jit_memory.as_ref().is_some_and(ExecMemory::is_sealed)
     }
 
     /// The engine this instance runs on.
@@ -181,13 +194,13 @@ impl Instance {
         // `Region::read`/`write`, before and after the call).
         let mbuff: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(self.ctx.addr() as *mut u8, CTX_SIZE) };
         let ret = match self.engine {
-            Engine::Interpreter => self.vm.execute_program(data, mbuff).map_err(VmError::Rbpf)?,
+            Engine::Interpreter => self.vm.execute_program(data, mbuff).map_err(rbpf_err)?,
             // SAFETY: the program passed our verifier for data blocks of
             // `data_size` bytes (checked above), a context of CTX_SIZE bytes,
             // the scratch of SCRATCH_SIZE bytes (checked above) and the maps
             // this instance owns; so every access the JIT code makes stays in
             // those regions, which outlive the call.
-            Engine::Jit => unsafe { self.vm.execute_program_jit(data, mbuff) }.map_err(VmError::Rbpf)?,
+            Engine::Jit => unsafe { self.vm.execute_program_jit(data, mbuff) }.map_err(rbpf_err)?,
         };
         if self.engine == Engine::Interpreter {
             self.scratch.read(0, scratch).expect("scratch region is SCRATCH_SIZE bytes");
@@ -196,6 +209,29 @@ impl Instance {
         self.ctx.read(0, &mut bytes).expect("context region is CTX_SIZE bytes");
         Ok(Outcome { ret, ctx: XrpContext::from_bytes(&bytes) })
     }
+}
+
+/// rbpf's `no_std` error type has only `Debug`.
+fn rbpf_err(e: rbpf::lib::Error) -> VmError {
+    VmError::Rbpf(format!("{e:?}"))
+}
+
+/// JIT-compiles into W^X memory: rbpf writes the code while the mapping is
+/// read-write, then it becomes read-execute. rbpf asserts (panics) when code
+/// outruns the memory; that is caught and reported.
+fn jit_compile(vm: &mut rbpf::EbpfVmMbuff<'static>, slots: usize) -> Result<ExecMemory, VmError> {
+    let mut exec = ExecMemory::for_program(slots).map_err(VmError::JitMemory)?;
+    // SAFETY: the instance keeps `exec` alive and drops `vm` (which holds
+    // the slice) first; rbpf writes only during `jit_compile`, before `seal`.
+    let mem = unsafe { exec.as_static_mut() };
+    vm.set_jit_exec_memory(mem).map_err(rbpf_err)?;
+    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.jit_compile()));
+    match compiled {
+        Ok(r) => r.map_err(rbpf_err)?,
+        Err(_) => return Err(VmError::JitOverflow),
+    }
+    exec.seal().map_err(VmError::JitMemory)?;
+    Ok(exec)
 }
 
 /// Registers the helpers: plain functions for the interpreter, stack-realigning
@@ -210,7 +246,7 @@ fn register_helpers(vm: &mut rbpf::EbpfVmMbuff<'_>, engine: Engine) -> Result<()
     };
     for (id, f) in table {
         // Helper ids are small positive constants.
-        vm.register_helper(id.unsigned_abs(), f).map_err(VmError::Rbpf)?;
+        vm.register_helper(id.unsigned_abs(), f).map_err(rbpf_err)?;
     }
     Ok(())
 }
@@ -261,25 +297,38 @@ pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> 
     isa::check_program(insns)?;
     let insns = crate::lower::lower_for_rbpf(insns)?;
     let code = insn::encode_all(&insns);
-    let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(VmError::Rbpf)?;
-    vm.set_verifier(isa::rbpf_verifier).map_err(VmError::Rbpf)?;
-    vm.set_program(&code).map_err(VmError::Rbpf)?;
+    // Declared before the VM, so that the VM (which borrows it) drops first.
+    let mut exec = match engine {
+        Engine::Jit => Some(ExecMemory::for_program(insns.len()).map_err(VmError::JitMemory)?),
+        Engine::Interpreter => None,
+    };
+    let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(rbpf_err)?;
+    vm.set_verifier(isa::rbpf_verifier).map_err(rbpf_err)?;
+    vm.set_program(&code).map_err(rbpf_err)?;
     register_helpers(&mut vm, engine)?;
     // mbuff = mem, so that r1 points at the memory as in the ubpf harness.
     let mut mbuff = mem.to_vec();
     let ret = match engine {
         Engine::Interpreter => {
-            let r = vm.execute_program(&[], &mbuff).map_err(VmError::Rbpf);
+            let r = vm.execute_program(&[], &mbuff).map_err(rbpf_err);
             r?
         }
         Engine::Jit => {
             if !cfg!(target_arch = "x86_64") {
                 return Err(VmError::JitUnsupported);
             }
-            vm.jit_compile().map_err(VmError::Rbpf)?;
+            let Some(exec) = exec.as_mut() else { return Err(VmError::JitUnsupported) };
+            // SAFETY: `exec` outlives `vm` (declared before it); rbpf writes
+            // only before `seal`.
+            vm.set_jit_exec_memory(unsafe { exec.as_static_mut() }).map_err(rbpf_err)?;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.jit_compile())) {
+                Ok(r) => r.map_err(rbpf_err)?,
+                Err(_) => return Err(VmError::JitOverflow),
+            }
+            exec.seal().map_err(VmError::JitMemory)?;
             // SAFETY: the caller guarantees the program is trusted (see the
             // function's contract); the buffers outlive the call.
-            unsafe { vm.execute_program_jit(&mut [], &mut mbuff) }.map_err(VmError::Rbpf)?
+            unsafe { vm.execute_program_jit(&mut [], &mut mbuff) }.map_err(rbpf_err)?
         }
     };
     mem.copy_from_slice(&mbuff);

@@ -168,3 +168,18 @@ fn empty_program_and_run_argument_checks() {
         assert!(err.to_string().contains("exactly 4096"), "{err}");
     }
 }
+
+/// W^X: the JIT's code is read-execute, and no mapping of the process is
+/// writable and executable at once.
+#[test]
+fn jit_memory_is_never_writable_and_executable() {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let inst = instance("node_search", Engine::Jit);
+    assert!(inst.jit_sealed());
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let wx: Vec<&str> = maps.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.contains('w') && p.contains('x'))).collect();
+    assert!(wx.is_empty(), "writable+executable mappings: {wx:?}");
+    assert!(!instance("empty", Engine::Interpreter).jit_sealed());
+}
