@@ -1,0 +1,622 @@
+//! Differential fuzzer for the verifier (issue 3, item 9): generates random
+//! but plausible storage functions, verifies them, and runs every accepted
+//! one in rbpf's interpreter, which bounds-checks each memory access. An
+//! access error (or a panic, or a hang) of an accepted program is a verifier
+//! bug. Stable Rust, time-bounded and deterministic from the seed:
+//!
+//! ```text
+//! cargo run --release -p ebpf-runtime --example difffuzz -- --seconds 60 --seed 1
+//! ```
+//!
+//! rbpf checks `mem`, the context (`mbuff`) and its stack exactly, but for
+//! the extra regions registered with `register_allowed_memory` it only checks
+//! that an access *starts* inside. So every region (data block, scratch,
+//! each map value) lives inside a guard-padded buffer, and each program runs
+//! once per region with that region passed as `mem`: every access is then
+//! checked exactly in at least one run, and a straddling access in the other
+//! runs lands in our own padding.
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+// (the generator reinterprets random bits as offsets and immediates on purpose)
+
+#[path = "../tests/verifier_common/mod.rs"]
+mod verifier_common;
+
+use ebpf_runtime::context::{CTX_SIZE, OFF_DATA, OFF_SCRATCH};
+use ebpf_runtime::insn::{self, *};
+use ebpf_runtime::verifier::{verify, Env, Limits};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use verifier_common::*;
+
+/// Bytes of padding around every region the program may reach.
+const GUARD: usize = 256;
+/// Data contents tried per accepted program.
+const CONTENTS_PER_PROG: u64 = 3;
+/// Wall-clock limit for all runs of one program (the verifier bounds loops,
+/// this only guards against a verifier bug that lets one run forever).
+const RUN_TIMEOUT: Duration = Duration::from_secs(5);
+const SCRATCH_SIZE: u32 = 4096;
+
+/// SplitMix64: ten lines, and the sequence for a seed never changes with a
+/// dependency's version, which keeps reported seeds reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+// ---- program generation ----------------------------------------------------
+
+const SCALARS: [u8; 6] = [R0, R1, R2, R3, R4, R5];
+const SIZES: [u8; 4] = [B, H, W, DW];
+
+fn size_bytes(size: u8) -> i64 {
+    match size {
+        B => 1,
+        H => 2,
+        W => 4,
+        _ => 8,
+    }
+}
+
+/// r6 = ctx, r7 = data, r8 = scratch, r9 = a map value, r10 = stack.
+struct Gen<'r> {
+    rng: &'r mut Rng,
+    asm: Asm,
+    labels: u32,
+    data_size: i64,
+}
+
+impl Gen<'_> {
+    fn label(&mut self) -> String {
+        self.labels += 1;
+        format!("l{}", self.labels)
+    }
+
+    fn emit(&mut self, f: impl FnOnce(Asm) -> Asm) {
+        let a = std::mem::take(&mut self.asm);
+        self.asm = f(a);
+    }
+
+    /// A base register and the size of what it points to (stack: negative).
+    fn base(&mut self) -> (u8, i64) {
+        match self.rng.below(10) {
+            0..=3 => (R7, self.data_size),
+            4..=6 => (R8, i64::from(SCRATCH_SIZE)),
+            7 => (R9, 16),
+            8 => (R10, -512),
+            _ => (R6, CTX_SIZE as i64),
+        }
+    }
+
+    /// An offset for an access of `n` bytes into a region of `len` bytes,
+    /// biased toward the edges.
+    fn offset(&mut self, len: i64, n: i64) -> i16 {
+        let (lo, hi) = if len < 0 { (len, -n) } else { (0, len - n) };
+        let o = match self.rng.below(10) {
+            0..=4 => self.rng.range(lo, hi.max(lo)),
+            5 | 6 => hi + self.rng.range(-8, 8),
+            7 => lo + self.rng.range(-8, 8),
+            _ => self.rng.range(lo - 600, hi + 600),
+        };
+        o.clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
+    }
+
+    fn scalar(&mut self) -> u8 {
+        self.rng.pick(&SCALARS)
+    }
+
+    fn access(&mut self) {
+        let (base, len) = self.base();
+        let size = self.rng.pick(&SIZES);
+        let off = self.offset(len, size_bytes(size));
+        let r = self.scalar();
+        match self.rng.below(3) {
+            0 => self.emit(|a| a.ldx(size, r, base, off)),
+            1 => {
+                let imm = self.rng.range(-5, 5) as i32;
+                self.emit(|a| a.st(size, base, off, imm));
+            }
+            _ => self.emit(|a| a.stx(size, base, r, off)),
+        }
+    }
+
+    fn ctx_access(&mut self) {
+        let off = if self.rng.chance(80) {
+            self.rng.pick(&[0, 8, 16, 24, 136, 144, 264, 272]) as i16
+        } else {
+            self.rng.range(-8, 288) as i16
+        };
+        let size = if off == 8 && self.rng.chance(70) { W } else { self.rng.pick(&SIZES) };
+        let r = self.scalar();
+        match self.rng.below(3) {
+            0 => self.emit(|a| a.ldx(size, r, R6, off)),
+            1 => self.emit(|a| a.st(size, R6, off, 1)),
+            _ => self.emit(|a| a.stx(size, R6, r, off)),
+        }
+    }
+
+    /// Load an index, bound it (compare or mask), add it to a base, access.
+    fn bounded_index(&mut self) {
+        let (base, len) = self.base();
+        let idx = self.scalar();
+        let mut ptr = self.scalar();
+        while ptr == idx {
+            ptr = self.scalar();
+        }
+        let src = self.rng.pick(&[R7, R8]);
+        let lsize = self.rng.pick(&SIZES);
+        let loff = self.offset(256, size_bytes(lsize));
+        let size = self.rng.pick(&SIZES);
+        let span = len.abs();
+        let bound = (span - size_bytes(size) + self.rng.range(-4, 4)).max(0) as i32;
+        let skip = self.label();
+        let op = self.rng.pick(&[JMP_JGT, JMP_JGE, JMP_JSGT]);
+        let mask = self.rng.pick(&[0xff, 0x7ff, 0xff8, 0xfff, 0x1ff]);
+        let use_mask = self.rng.chance(30);
+        let use32 = self.rng.chance(25);
+        let off = self.offset(16, size_bytes(size));
+        let load = self.rng.chance(60);
+        self.emit(|a| {
+            let a = a.ldx(lsize, idx, src, loff);
+            let a = if use_mask {
+                if use32 {
+                    a.alu32(ALU_AND, idx, mask)
+                } else {
+                    a.alu(ALU_AND, idx, mask)
+                }
+            } else if use32 {
+                a.jmp32(op, idx, bound, &skip)
+            } else {
+                a.jmp(op, idx, bound, &skip)
+            };
+            let a = a.movr(ptr, base).alur(ALU_ADD, ptr, idx);
+            let a = if load { a.ldx(size, idx, ptr, off) } else { a.stx(size, ptr, idx, off) };
+            a.label(&skip)
+        });
+    }
+
+    fn alu(&mut self) {
+        let op = self.rng.pick(&[
+            ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_NEG, ALU_MOD, ALU_XOR,
+            ALU_MOV, ALU_ARSH,
+        ]);
+        let dst = self.scalar();
+        let is_shift = matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH);
+        let imm = if is_shift { self.rng.range(0, 31) as i32 } else { self.rng.range(-300, 5000) as i32 };
+        let x = op != ALU_NEG && self.rng.chance(40);
+        let src = self.scalar();
+        let is32 = self.rng.chance(35);
+        self.emit(|a| match (x, is32) {
+            (true, true) => a.alu32r(op, dst, src),
+            (true, false) => a.alur(op, dst, src),
+            (false, true) => a.alu32(op, dst, if op == ALU_NEG { 0 } else { imm }),
+            (false, false) => a.alu(op, dst, if op == ALU_NEG { 0 } else { imm }),
+        });
+    }
+
+    fn pointer_arith(&mut self) {
+        let (base, len) = self.base();
+        let p = self.scalar();
+        let k = self.offset(len, 1) as i32;
+        let size = self.rng.pick(&SIZES);
+        let off = self.rng.range(-8, 8) as i16;
+        let sub = self.rng.chance(30);
+        self.emit(|a| {
+            let a = a.movr(p, base);
+            let a = if sub { a.alu(ALU_SUB, p, -k) } else { a.alu(ALU_ADD, p, k) };
+            a.ldx(size, p, p, off)
+        });
+    }
+
+    fn stack_spill(&mut self) {
+        let slot = -8 * self.rng.range(1, 64) as i16;
+        let ptr = self.rng.pick(&[R6, R7, R8, R9, R10]);
+        let r = self.scalar();
+        let size = if self.rng.chance(80) { DW } else { self.rng.pick(&SIZES) };
+        let off = self.rng.range(0, 16) as i16;
+        let data = self.rng.chance(40);
+        self.emit(|a| {
+            let a = if data { a.stx(DW, R10, r, slot) } else { a.stx(DW, R10, ptr, slot) };
+            let a = a.ldx(size, r, R10, slot);
+            if data {
+                a
+            } else {
+                a.ldx(B, r, r, off)
+            }
+        });
+    }
+
+    fn lookup(&mut self) {
+        let map = self.rng.pick(&[0, 0, 1, 2]);
+        let key = self.rng.range(0, 3) as i32;
+        let size = self.rng.pick(&SIZES);
+        let len = if map == 0 { 16 } else { 8 };
+        let off = self.offset(len, size_bytes(size));
+        let skip = self.label();
+        let check = self.rng.chance(92);
+        let keep = self.rng.chance(50);
+        self.emit(|a| {
+            let a = a.st(DW, R10, -8, key).movr(R2, R10).alu(ALU_ADD, R2, -8).ld_map(R1, map);
+            let a = a.call(insn::helper_id::MAP_LOOKUP_ELEM);
+            let a = if check { a.jmp(JMP_JEQ, R0, 0, &skip) } else { a };
+            let a = a.ldx(size, R1, R0, off);
+            let a = if keep { a.movr(R9, R0) } else { a };
+            a.label(&skip).mov(R0, 0).mov(R1, 0).mov(R2, 0).mov(R3, 0).mov(R4, 0).mov(R5, 0)
+        });
+    }
+
+    fn counted_loop(&mut self) {
+        let (base, len) = self.base();
+        let c = self.rng.pick(&[R0, R1, R2]);
+        let t = self.rng.pick(&[R3, R4, R5]);
+        let step = self.rng.pick(&[1, 1, 2, 4, 8]);
+        let scale = self.rng.pick(&[0, 1, 2, 3]);
+        let size = self.rng.pick(&SIZES);
+        let n = ((len.abs() >> scale) + self.rng.range(-3, 3)).clamp(1, 700) as i32;
+        let n = if self.rng.chance(50) { n } else { self.rng.range(1, 64) as i32 };
+        let off = self.rng.range(-4, 4) as i16;
+        let op = self.rng.pick(&[JMP_JLT, JMP_JLE, JMP_JNE, JMP_JSLT]);
+        let head = self.label();
+        self.emit(|a| {
+            a.mov(c, 0)
+                .label(&head)
+                .movr(t, c)
+                .alu(ALU_LSH, t, scale)
+                .alur(ALU_ADD, t, base)
+                .ldx(size, t, t, off)
+                .alu(ALU_ADD, c, step)
+                .jmp(op, c, n, &head)
+                .mov(t, 0)
+        });
+    }
+
+    fn branch_over(&mut self) {
+        let r = self.scalar();
+        let op = self.rng.pick(&[JMP_JEQ, JMP_JNE, JMP_JGT, JMP_JLT, JMP_JSET, JMP_JSGT, JMP_JSLE]);
+        let imm = self.rng.range(-10, 300) as i32;
+        let skip = self.label();
+        let is32 = self.rng.chance(30);
+        self.emit(|a| if is32 { a.jmp32(op, r, imm, &skip) } else { a.jmp(op, r, imm, &skip) });
+        self.snippet(false);
+        self.emit(|a| a.label(&skip));
+    }
+
+    fn misc_call(&mut self) {
+        if self.rng.chance(50) {
+            self.emit(|a| a.call(insn::helper_id::KTIME_GET_NS));
+        } else {
+            let n = self.rng.range(1, 16) as i32;
+            self.emit(|a| {
+                a.st(DW, R10, -16, 0x0a64_25).st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -16).mov(R2, n)
+                    .call(insn::helper_id::TRACE_PRINTK)
+            });
+        }
+        self.emit(|a| a.mov(R1, 0).mov(R2, 0).mov(R3, 0).mov(R4, 0).mov(R5, 0));
+    }
+
+    fn snippet(&mut self, allow_branch: bool) {
+        match self.rng.below(if allow_branch { 12 } else { 10 }) {
+            0 | 1 => self.access(),
+            2 => self.ctx_access(),
+            3 | 4 => self.bounded_index(),
+            5 => self.alu(),
+            6 => self.pointer_arith(),
+            7 => self.stack_spill(),
+            8 => self.lookup(),
+            9 => self.misc_call(),
+            10 => self.counted_loop(),
+            _ => self.branch_over(),
+        }
+    }
+}
+
+fn generate(rng: &mut Rng, data_size: u32) -> Vec<Insn> {
+    let mut g = Gen { rng, asm: Asm::new(), labels: 0, data_size: i64::from(data_size) };
+    g.emit(|a| {
+        a.movr(R6, R1)
+            .ldx(DW, R7, R6, OFF_DATA as i16)
+            .ldx(DW, R8, R6, OFF_SCRATCH as i16)
+            .ld_map_value(R9, 0, 0)
+            .mov(R0, 0)
+            .mov(R1, 0)
+            .ldx(DW, R2, R7, 0)
+            .ldx(W, R3, R8, 8)
+            .ldx(B, R4, R7, 100)
+            .mov(R5, 7)
+    });
+    let n = g.rng.range(1, 12);
+    for _ in 0..n {
+        g.snippet(true);
+    }
+    if g.rng.chance(90) {
+        let v = g.rng.range(0, 3) as i32;
+        g.emit(|a| a.mov(R0, v));
+    }
+    let mut prog = std::mem::take(&mut g.asm).exit().build();
+    // Now and then, break one instruction outright (the verifier must reject
+    // or handle it, never panic).
+    if rng.chance(5) {
+        let i = rng.below(prog.len() as u64) as usize;
+        let bits = rng.next();
+        match rng.below(4) {
+            0 => prog[i].opc = bits as u8,
+            1 => prog[i].off = bits as i16,
+            2 => prog[i].imm = bits as i32,
+            _ => {
+                prog[i].dst = (bits & 0xf) as u8;
+                prog[i].src = ((bits >> 4) & 0xf) as u8;
+            }
+        }
+    }
+    prog
+}
+
+// ---- execution ---------------------------------------------------------------
+
+/// A region with guard padding on both sides.
+struct Region {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize) -> Region {
+        Region { buf: vec![0xa5; len + 2 * GUARD], len }
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.buf[GUARD..GUARD + self.len]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[GUARD..GUARD + self.len]
+    }
+    fn addr(&self) -> u64 {
+        self.bytes().as_ptr() as u64
+    }
+    fn range(&self) -> std::ops::Range<u64> {
+        self.addr()..self.addr() + self.len as u64
+    }
+}
+
+// rbpf helpers are plain `fn` pointers: the map values they hand out and the
+// choice of null or not live in statics, set before each run.
+static MAP_VALUE: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static LOOKUPS: AtomicU64 = AtomicU64::new(0);
+static LOOKUP_SALT: AtomicU64 = AtomicU64::new(0);
+static CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// map_lookup_elem: r1 is the map handle (index + 1). Returns null or the
+/// value of the map (map 0: one of two entries), deterministically per run.
+fn helper_lookup(map: u64, _key: u64, _: u64, _: u64, _: u64) -> u64 {
+    let n = LOOKUPS.fetch_add(1, Ordering::Relaxed) ^ LOOKUP_SALT.load(Ordering::Relaxed);
+    let slot = match (map, n % 3) {
+        (_, 0) => return 0,
+        (1, 1) => 0,
+        (1, _) => 1,
+        (2, _) => 2,
+        (3, _) => 3,
+        _ => return 0,
+    };
+    MAP_VALUE[slot].load(Ordering::Relaxed)
+}
+
+fn helper_zero(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
+fn helper_clock(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    CLOCK.fetch_add(1000, Ordering::Relaxed)
+}
+
+/// Rewrites map references as the loader would: handles become index + 1,
+/// global-data addresses the address of the map's value plus the offset.
+fn relocate(prog: &[Insn], values: &[u64; 4]) -> Vec<u8> {
+    let mut p = prog.to_vec();
+    let mut i = 0;
+    while i + 1 < p.len() {
+        if p[i].opc == OP_LDDW {
+            let v = match p[i].src {
+                PSEUDO_MAP_IDX => Some(p[i].imm as u64 + 1),
+                PSEUDO_MAP_IDX_VALUE => {
+                    let slot = match p[i].imm {
+                        0 => 0,
+                        1 => 2,
+                        _ => 3,
+                    };
+                    Some(values[slot] + p[i + 1].imm as u64)
+                }
+                _ => None,
+            };
+            if let Some(v) = v {
+                p[i].src = 0;
+                p[i].imm = v as u32 as i32;
+                p[i + 1].imm = (v >> 32) as u32 as i32;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    encode_all(&p)
+}
+
+/// Runs an accepted program on several contents, once per region as `mem`.
+fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
+    let mut rng = Rng(seed);
+    let mut data = Region::new(data_size as usize);
+    let mut scratch = Region::new(SCRATCH_SIZE as usize);
+    let mut values = [Region::new(16), Region::new(16), Region::new(8), Region::new(8)];
+    let addrs = [values[0].addr(), values[1].addr(), values[2].addr(), values[3].addr()];
+    for (slot, a) in MAP_VALUE.iter().zip(addrs) {
+        slot.store(a, Ordering::Relaxed);
+    }
+    let code = relocate(prog, &addrs);
+    let mut runs = 0;
+    for _ in 0..CONTENTS_PER_PROG {
+        for r in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()) {
+            let len = r.len;
+            for w in r.bytes_mut().chunks_mut(8) {
+                let v = if rng.chance(50) { rng.below(2 * len as u64 + 16) } else { rng.next() };
+                let n = w.len();
+                w.copy_from_slice(&v.to_le_bytes()[..n]);
+            }
+        }
+        let salt = rng.next();
+        // Programs write to the regions: every pass starts from the same bytes.
+        let snapshot: Vec<Vec<u8>> =
+            [&data, &scratch].into_iter().chain(values.iter()).map(|r| r.bytes().to_vec()).collect();
+        let mut ctx = [0u8; CTX_SIZE];
+        ctx[OFF_DATA..OFF_DATA + 8].copy_from_slice(&data.addr().to_le_bytes());
+        ctx[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&scratch.addr().to_le_bytes());
+        let mut result = None;
+        for exact in 0..snapshot.len() {
+            for (r, saved) in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()).zip(&snapshot) {
+                r.bytes_mut().copy_from_slice(saved);
+            }
+            let regions: Vec<&Region> = [&data, &scratch].into_iter().chain(values.iter()).collect();
+            let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(|e| format!("{e:?}"))?;
+            vm.set_verifier(|_| Ok(())).map_err(|e| format!("{e:?}"))?;
+            vm.set_program(&code).map_err(|e| format!("{e:?}"))?;
+            for (id, f) in [
+                (insn::helper_id::MAP_LOOKUP_ELEM, helper_lookup as rbpf::ebpf::Helper),
+                (insn::helper_id::MAP_UPDATE_ELEM, helper_zero),
+                (insn::helper_id::MAP_DELETE_ELEM, helper_zero),
+                (insn::helper_id::KTIME_GET_NS, helper_clock),
+                (insn::helper_id::TRACE_PRINTK, helper_zero),
+            ] {
+                vm.register_helper(id as u32, f).map_err(|e| format!("{e:?}"))?;
+            }
+            for (i, r) in regions.iter().enumerate() {
+                if i != exact {
+                    vm.register_allowed_memory(r.range());
+                }
+            }
+            LOOKUPS.store(0, Ordering::Relaxed);
+            LOOKUP_SALT.store(salt, Ordering::Relaxed);
+            CLOCK.store(0, Ordering::Relaxed);
+            let mbuff = ctx;
+            let r0 = vm
+                .execute_program(regions[exact].bytes(), &mbuff)
+                .map_err(|e| format!("run with region {exact} exact: {e:?}"))?;
+            if *result.get_or_insert(r0) != r0 {
+                return Err(format!("runs disagree on r0: {result:?} vs {r0}"));
+            }
+            runs += 1;
+        }
+    }
+    Ok(runs)
+}
+
+// ---- driver ------------------------------------------------------------------
+
+struct Args {
+    seconds: u64,
+    seed: u64,
+    max_programs: u64,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args { seconds: 60, seed: 1, max_programs: u64::MAX };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).ok_or(format!("{flag} needs a number"));
+        match flag.as_str() {
+            "--seconds" => a.seconds = value()?,
+            "--seed" => a.seed = value()?,
+            "--programs" => a.max_programs = value()?,
+            _ => return Err(format!("unknown option {flag}; use --seconds N, --seed N, --programs N")),
+        }
+    }
+    Ok(a)
+}
+
+fn dump(prog: &[Insn]) -> String {
+    prog.iter()
+        .enumerate()
+        .map(|(i, x)| format!("  {i:3}: Insn {{ opc: {:#04x}, dst: {}, src: {}, off: {}, imm: {} }}\n", x.opc, x.dst, x.src, x.off, x.imm))
+        .collect()
+}
+
+fn main() {
+    let args = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("difffuzz: {e}");
+            std::process::exit(2);
+        }
+    };
+    let maps = maps();
+    let start = Instant::now();
+    let mut rng = Rng(args.seed);
+    let (mut generated, mut accepted, mut executed, mut failures) = (0u64, 0u64, 0u64, 0u64);
+    while start.elapsed() < Duration::from_secs(args.seconds) && generated < args.max_programs {
+        let data_size = if rng.chance(50) { 4096 } else { 512 };
+        let prog = generate(&mut rng, data_size);
+        let run_seed = rng.next();
+        generated += 1;
+        let env = Env { maps: &maps, data_size, scratch_size: SCRATCH_SIZE, limits: Limits::default() };
+        let verdict = std::panic::catch_unwind(|| verify(&prog, &env));
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(_) => {
+                failures += 1;
+                eprintln!("FAILURE (program {generated}): the verifier panicked\n{}", dump(&prog));
+                continue;
+            }
+        };
+        if verdict.is_err() {
+            continue;
+        }
+        accepted += 1;
+        let (tx, rx) = mpsc::channel();
+        let p = prog.clone();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| execute(&p, data_size, run_seed));
+            let _ = tx.send(r);
+        });
+        let outcome = match rx.recv_timeout(RUN_TIMEOUT) {
+            Ok(Ok(Ok(runs))) => {
+                executed += runs;
+                continue;
+            }
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(_)) => "the interpreter panicked".to_string(),
+            Err(_) => format!("no result within {RUN_TIMEOUT:?}: the program may loop forever"),
+        };
+        failures += 1;
+        eprintln!(
+            "FAILURE (program {generated}, data_size {data_size}, run seed {run_seed}): {outcome}\n{}",
+            dump(&prog)
+        );
+        if outcome.starts_with("no result") {
+            break; // the stuck thread cannot be stopped; report and exit
+        }
+    }
+    println!(
+        "difffuzz: seed {} ran {:.1}s: {generated} programs generated, {accepted} accepted, {executed} runs executed, {failures} failures",
+        args.seed,
+        start.elapsed().as_secs_f64()
+    );
+    if failures > 0 {
+        std::process::exit(1);
+    }
+}
