@@ -238,6 +238,20 @@ impl DmaBuf {
         unsafe { mmap::copy(src.as_ptr(), self.ptr.as_ptr().add(off), src.len()) }
     }
 
+    /// The buffer as a byte slice, for code that hands it to a program
+    /// without copying (the storage function's `ctx.data`).
+    ///
+    /// Sound because holding a `DmaBuf` means owning it: while a command uses
+    /// the buffer, the queue pair holds it, and the completion hands it back
+    /// only after the device has finished with it (STYLE item 5). A device
+    /// that wrote into a buffer after completing its command would be broken
+    /// in the same way for every driver.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the range is this buffer's own bytes inside a live mapping,
+        // exclusively owned through `&mut self` (see above).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
     pub fn fill(&mut self, byte: u8) {
         // SAFETY: the whole buffer lies in a live mapping.
         unsafe { mmap::fill(self.ptr.as_ptr(), byte, self.len) }

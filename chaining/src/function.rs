@@ -1,0 +1,66 @@
+//! The function run on each completion: a verified BPF program (bpf-chain) or
+//! the same traversal as a Rust closure (user-chain, the native baseline).
+//! Both see the block, the scratch and an XRP context and return r0.
+
+use ebpf_runtime::vm::{Engine, Instance};
+use ebpf_runtime::{Program, XrpContext};
+
+/// A native storage function: `(block, scratch, ctx) -> r0`. `ctx` arrives
+/// with `done`, `next_addr` and `size` zeroed.
+pub type NativeFn = Box<dyn FnMut(&[u8], &mut [u8], &mut XrpContext) -> u64>;
+
+/// Errors loading a BPF function.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("loading the BPF object: {0}")]
+    Load(#[from] ebpf_runtime::loader::LoadError),
+    #[error("{0}")]
+    Vm(#[from] ebpf_runtime::vm::VmError),
+}
+
+pub enum Function {
+    Bpf { inst: Box<Instance>, data_size: u32 },
+    Native { f: NativeFn, data_size: u32 },
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Function::Bpf { inst, data_size } => write!(f, "Bpf({inst:?}, data_size {data_size})"),
+            Function::Native { data_size, .. } => write!(f, "Native(data_size {data_size})"),
+        }
+    }
+}
+
+impl Function {
+    /// Loads, verifies (for blocks of `data_size` bytes) and prepares a BPF
+    /// program from an ELF object.
+    pub fn bpf(object: &[u8], section: Option<&str>, data_size: u32, engine: Engine) -> Result<Function, FunctionError> {
+        let program = Program::load(object, section)?;
+        let inst = Instance::new(&program, data_size, engine)?;
+        Ok(Function::Bpf { inst: Box::new(inst), data_size })
+    }
+
+    pub fn native(data_size: u32, f: impl FnMut(&[u8], &mut [u8], &mut XrpContext) -> u64 + 'static) -> Function {
+        Function::Native { f: Box::new(f), data_size }
+    }
+
+    /// Largest block the function reads (its verified data size).
+    pub fn data_size(&self) -> u32 {
+        match self {
+            Function::Bpf { data_size, .. } | Function::Native { data_size, .. } => *data_size,
+        }
+    }
+
+    /// Runs once on `data` (at least `data_size` bytes) and `scratch`.
+    pub fn call(&mut self, data: &mut [u8], scratch: &mut [u8]) -> Result<(u64, XrpContext), String> {
+        match self {
+            Function::Bpf { inst, .. } => inst.run(data, scratch).map(|o| (o.ret, o.ctx)).map_err(|e| e.to_string()),
+            Function::Native { f, .. } => {
+                let mut ctx = XrpContext::default();
+                let r = f(data, scratch, &mut ctx);
+                Ok((r, ctx))
+            }
+        }
+    }
+}

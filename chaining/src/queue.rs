@@ -1,0 +1,491 @@
+//! One queue pair's chains, driven from one thread: the chain state machine.
+//!
+//! A chain's first read goes to its tenant's backlog; `poll` issues backlogs
+//! round-robin into the queue pair, reaps completions, runs the function on
+//! each block in place (`ctx.data` is the DMA buffer, no copy), and puts the
+//! reads the function asks for back into the backlog, to be issued in the
+//! same poll. Every way a chain can fail ends only that chain: reads it still
+//! has in flight complete into a closed chain and are dropped.
+
+use crate::function::Function;
+use crate::request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, HOPS_MAX_LIMIT, SCRATCH_SIZE};
+use crate::status::{ChainOutcome, ChainStatus};
+use crate::tenant::{PendingRead, TenantConfig, Tenants};
+use fs_extents::registry::FileHandle;
+use fs_extents::{FileId, FileOffset, Registry, Snapshot, Target, TenantId, TranslateError};
+use nvme::{Completion, Controller, CtrlError, DmaBuf, DmaPool, IoQueuePair, Namespace, QueueError, Submitter};
+use slab::Slab;
+use std::sync::Arc;
+
+/// Called once per chain, on the polling thread, when it ends.
+pub type Callback = Box<dyn FnOnce(ChainOutcome) + Send>;
+
+/// Errors of the queue itself (not of one chain).
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Ctrl(#[from] CtrlError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("DMA memory: {0}")]
+    Dma(#[from] nvme::dma::DmaError),
+    #[error("function reads blocks of {data_size} bytes, more than this queue's buffers of {buf_size} bytes; raise QueueConfig::buf_size")]
+    FunctionTooLarge { data_size: u32, buf_size: u32 },
+    #[error("buffer size {0} must be a positive multiple of the device block size {1}")]
+    BadBufSize(u32, u32),
+}
+
+/// How a chain queue is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Entries of the NVMe queue pair (reads in flight: one less).
+    pub depth: u16,
+    /// Bytes of each read buffer: the largest read a chain may issue.
+    pub buf_size: u32,
+    /// Hop limit of a chain that does not set one.
+    pub hops_max: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { depth: 128, buf_size: 4096, hops_max: HOPS_MAX_DEFAULT }
+    }
+}
+
+/// What travels with each NVMe read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTag {
+    chain: u32,
+    file_off: u64,
+    len: u32,
+}
+
+/// Counters of a queue.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueueStats {
+    pub chains_started: u64,
+    pub chains_ended: u64,
+    pub reads: u64,
+    pub hole_reads: u64,
+    pub hops: u64,
+}
+
+struct Chain {
+    tenant: usize,
+    file: FileId,
+    /// The map the chain translates with, and whether it is still current.
+    handle: FileHandle,
+    prog: usize,
+    scratch: Option<Box<[u8; SCRATCH_SIZE]>>,
+    hops: u32,
+    reads: u32,
+    /// Reads planned so far (queued, in flight or done): what the hop limit counts.
+    planned: u32,
+    hops_max: u32,
+    in_flight: u32,
+    queued: u32,
+    ended: bool,
+    cb: Option<Callback>,
+}
+
+struct State {
+    ns: Namespace,
+    pool: DmaPool,
+    free: Vec<DmaBuf>,
+    buf_size: u32,
+    registry: Arc<Registry>,
+    snap: Arc<Snapshot>,
+    snap_gen: u64,
+    functions: Vec<Function>,
+    chains: Slab<Chain>,
+    tenants: Tenants,
+    hops_default: u32,
+    stats: QueueStats,
+}
+
+/// Chains on one NVMe queue pair, driven by [`ChainQueue::poll`] from one thread.
+pub struct ChainQueue {
+    qp: IoQueuePair<ReadTag>,
+    st: State,
+}
+
+impl std::fmt::Debug for ChainQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainQueue").field("chains", &self.st.chains.len()).field("stats", &self.st.stats).finish()
+    }
+}
+
+impl ChainQueue {
+    /// A queue over a new I/O queue pair of `ctrl`, reading namespace `nsid`,
+    /// with files and grants from `registry`.
+    pub fn new(ctrl: &Controller, nsid: u32, registry: Arc<Registry>, cfg: QueueConfig) -> Result<ChainQueue, ChainError> {
+        let ns = ctrl.namespace(nsid)?;
+        if cfg.buf_size == 0 || cfg.buf_size % ns.block_size != 0 {
+            return Err(ChainError::BadBufSize(cfg.buf_size, ns.block_size));
+        }
+        let qp = ctrl.alloc_io_qpair(cfg.depth, 0)?;
+        let snap = registry.snapshot();
+        let snap_gen = registry.generation();
+        Ok(ChainQueue {
+            qp,
+            st: State {
+                ns,
+                pool: ctrl.transport().dma().clone(),
+                free: Vec::new(),
+                buf_size: cfg.buf_size,
+                registry,
+                snap,
+                snap_gen,
+                functions: Vec::new(),
+                chains: Slab::new(),
+                tenants: Tenants::default(),
+                hops_default: cfg.hops_max.clamp(1, HOPS_MAX_LIMIT),
+                stats: QueueStats::default(),
+            },
+        })
+    }
+
+    /// Registers a function; chains name it by the returned id.
+    pub fn add_function(&mut self, f: Function) -> Result<ProgId, ChainError> {
+        if f.data_size() > self.st.buf_size {
+            return Err(ChainError::FunctionTooLarge { data_size: f.data_size(), buf_size: self.st.buf_size });
+        }
+        self.st.functions.push(f);
+        // Function counts stay far below u32::MAX (one per registered program).
+        Ok(ProgId((self.st.functions.len() - 1) as u32))
+    }
+
+    /// Sets a tenant's hop limit and in-flight budget on this queue.
+    pub fn configure_tenant(&mut self, tenant: TenantId, cfg: TenantConfig) {
+        self.st.tenants.configure(tenant, cfg);
+    }
+
+    /// The device block size reads must be multiples of.
+    pub fn block_size(&self) -> u32 {
+        self.st.ns.block_size
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        self.st.stats
+    }
+
+    /// Chains started and not yet cleaned up.
+    pub fn chains_in_flight(&self) -> usize {
+        self.st.chains.len()
+    }
+
+    /// Starts a chain; `done` runs on this thread when it ends, with a status
+    /// for every way it can end (including an invalid request).
+    pub fn submit(&mut self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) {
+        self.st.start(req, Box::new(done));
+    }
+
+    /// Issues queued reads, reaps completions (running the function on each
+    /// block and queueing the reads it asks for), issues those, and returns
+    /// the number of completions handled. Never blocks.
+    pub fn poll(&mut self) -> Result<usize, ChainError> {
+        let gen = self.st.registry.generation();
+        if gen != self.st.snap_gen {
+            self.st.snap = self.st.registry.snapshot();
+            self.st.snap_gen = gen;
+        }
+        let st = &mut self.st;
+        st.pump(self.qp.submitter());
+        let n = self.qp.process_completions(0, |sub, c| {
+            st.on_completion(c);
+            st.pump(sub);
+        })?;
+        self.st.pump(self.qp.submitter());
+        self.qp.submitter().ring_doorbell();
+        Ok(n)
+    }
+
+    /// Runs one chain to its end, polling on this thread (a convenience for
+    /// tools and tests; the reactor serves many chains at once).
+    pub fn run_blocking(&mut self, req: ChainRequest) -> Result<ChainOutcome, ChainError> {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let s2 = slot.clone();
+        self.submit(req, move |o| *s2.lock().unwrap_or_else(|p| p.into_inner()) = Some(o));
+        loop {
+            if let Some(o) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Ok(o);
+            }
+            self.poll()?;
+        }
+    }
+}
+
+fn outcome(scratch: Box<[u8; SCRATCH_SIZE]>, status: ChainStatus, hops: u32, reads: u32) -> ChainOutcome {
+    ChainOutcome { status, scratch, hops, reads }
+}
+
+impl State {
+    fn start(&mut self, req: ChainRequest, cb: Callback) {
+        self.stats.chains_started += 1;
+        let mut scratch = Box::new([0u8; SCRATCH_SIZE]);
+        if req.scratch.len() > SCRATCH_SIZE {
+            let msg = format!("scratch of {} bytes exceeds {SCRATCH_SIZE}", req.scratch.len());
+            self.stats.chains_ended += 1;
+            return cb(outcome(scratch, ChainStatus::Invalid(msg), 0, 0));
+        }
+        scratch[..req.scratch.len()].copy_from_slice(&req.scratch);
+        let prog = req.prog.0 as usize;
+        if prog >= self.functions.len() {
+            self.stats.chains_ended += 1;
+            return cb(outcome(scratch, ChainStatus::Invalid(format!("unknown program {:?}", req.prog)), 0, 0));
+        }
+        let handle = match self.snap.lookup(req.tenant, req.file) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.chains_ended += 1;
+                let st = ChainStatus::Access { offset: req.offset, size: u64::from(req.size), reason: e.to_string() };
+                return cb(outcome(scratch, st, 0, 0));
+            }
+        };
+        let tenant = self.tenants.slot(req.tenant);
+        let tcfg = self.tenants.list[tenant].cfg;
+        let hops_max = req.hops_max.unwrap_or(self.hops_default).clamp(1, HOPS_MAX_LIMIT).min(tcfg.hops_max);
+        let key = self.chains.insert(Chain {
+            tenant,
+            file: req.file,
+            handle,
+            prog,
+            scratch: Some(scratch),
+            hops: 0,
+            reads: 0,
+            planned: 0,
+            hops_max,
+            in_flight: 0,
+            queued: 0,
+            ended: false,
+            cb: Some(cb),
+        });
+        match self.plan(key, 0, req.offset, u64::from(req.size)) {
+            Ok(r) => self.enqueue(key, r),
+            Err(st) => self.end(key, st),
+        }
+    }
+
+    /// Checks and translates one read a chain wants.
+    fn plan(&self, key: usize, slot: usize, off: u64, size: u64) -> Result<PendingRead, ChainStatus> {
+        let c = &self.chains[key];
+        let data_size = u64::from(self.functions[c.prog].data_size());
+        let bs = u64::from(self.ns.block_size);
+        if size == 0 {
+            return Err(ChainStatus::BadSize { slot, size, reason: "a read of 0 bytes" });
+        }
+        if size % bs != 0 {
+            return Err(ChainStatus::BadSize { slot, size, reason: "not a multiple of the device block size" });
+        }
+        if size > data_size {
+            return Err(ChainStatus::BadSize { slot, size, reason: "larger than the block the program was verified for" });
+        }
+        let seg = c.handle.map.translate(FileOffset(off), size).map_err(|e| {
+            let reason = match e {
+                TranslateError::CrossesExtent { .. } => format!("{e} (reads crossing extents are not split; keep reads block aligned)"),
+                _ => e.to_string(),
+            };
+            ChainStatus::Access { offset: off, size, reason }
+        })?;
+        // `size <= data_size <= buf_size`, a u32.
+        let len = size as u32;
+        match seg.target {
+            Target::Zeros => Ok(PendingRead { chain: key, dev: None, file_off: off, len }),
+            Target::Device(d) => {
+                if d.0 % bs != 0 {
+                    return Err(ChainStatus::Access { offset: off, size, reason: format!("device offset {} is not block aligned", d.0) });
+                }
+                Ok(PendingRead { chain: key, dev: Some(d.0), file_off: off, len })
+            }
+        }
+    }
+
+    fn enqueue(&mut self, key: usize, r: PendingRead) {
+        let c = &mut self.chains[key];
+        c.queued += 1;
+        c.planned += 1;
+        self.tenants.list[c.tenant].backlog.push_back(r);
+    }
+
+    fn take_buf(&mut self) -> Option<DmaBuf> {
+        match self.free.pop() {
+            Some(b) => Some(b),
+            None => self.pool.alloc(self.buf_size as usize).ok(),
+        }
+    }
+
+    /// Issues backlog reads round-robin until the queue is full or the
+    /// backlogs are empty (or held back by their tenants' budgets).
+    fn pump(&mut self, sub: &mut Submitter<ReadTag>) {
+        while let Some(t) = self.tenants.next_ready() {
+            let Some(r) = self.tenants.list[t].backlog.pop_front() else { continue };
+            let key = r.chain;
+            if self.chains[key].ended {
+                self.chains[key].queued -= 1;
+                self.reap(key);
+                continue;
+            }
+            let Some(dev) = r.dev else {
+                // A hole: zeros, no device read.
+                self.chains[key].queued -= 1;
+                self.stats.hole_reads += 1;
+                match self.take_buf() {
+                    Some(mut buf) => {
+                        buf.fill(0);
+                        self.on_block(key, buf, r.len);
+                    }
+                    None => self.end(key, ChainStatus::Submit("out of DMA memory for a read buffer".into())),
+                }
+                continue;
+            };
+            if sub.is_full() {
+                self.tenants.list[t].backlog.push_front(r);
+                break;
+            }
+            let Some(buf) = self.take_buf() else {
+                self.chains[key].queued -= 1;
+                self.end(key, ChainStatus::Submit("out of DMA memory for a read buffer".into()));
+                continue;
+            };
+            let tag = ReadTag { chain: key as u32, file_off: r.file_off, len: r.len };
+            match sub.read_bytes(&self.ns, dev, u64::from(r.len), buf, tag) {
+                Ok(()) => {
+                    let c = &mut self.chains[key];
+                    c.queued -= 1;
+                    c.in_flight += 1;
+                    c.reads += 1;
+                    self.tenants.list[t].inflight += 1;
+                    self.stats.reads += 1;
+                }
+                Err(rej) => {
+                    if let Some(b) = rej.buf {
+                        self.free.push(b);
+                    }
+                    if matches!(rej.error, QueueError::QueueFull { .. }) {
+                        self.tenants.list[t].backlog.push_front(r);
+                        break;
+                    }
+                    self.chains[key].queued -= 1;
+                    self.end(key, ChainStatus::Submit(rej.error.to_string()));
+                }
+            }
+        }
+    }
+
+    fn on_completion(&mut self, c: Completion<ReadTag>) {
+        let key = c.cookie.chain as usize;
+        let Some(chain) = self.chains.get_mut(key) else {
+            // Cannot happen: a chain is removed only when nothing is in flight.
+            debug_assert!(false, "completion for a removed chain");
+            return;
+        };
+        chain.in_flight -= 1;
+        let t = chain.tenant;
+        self.tenants.list[t].inflight -= 1;
+        let Some(buf) = c.buf else { return };
+        if !c.status.is_success() {
+            self.free.push(buf);
+            if !self.chains[key].ended {
+                self.end(key, ChainStatus::Device { offset: c.cookie.file_off, status: c.status });
+            } else {
+                self.reap(key);
+            }
+            return;
+        }
+        self.on_block(key, buf, c.cookie.len);
+    }
+
+    /// Runs the chain's function on one block and plans what it asks for.
+    fn on_block(&mut self, key: usize, mut buf: DmaBuf, len: u32) {
+        if self.chains[key].ended {
+            self.free.push(buf);
+            self.reap(key);
+            return;
+        }
+        let c = &self.chains[key];
+        let prog = c.prog;
+        if !c.handle.is_current() {
+            // The file's extents changed (or it was removed) since the chain
+            // started: what was read may not be the file's bytes any more.
+            let (file, then) = (c.file, c.handle.map.version());
+            let now = self.registry.snapshot().version(file).unwrap_or(fs_extents::registry::VERSION_RETIRED);
+            self.free.push(buf);
+            return self.end(key, ChainStatus::Stale { file, then, now });
+        }
+        let data_size = self.functions[prog].data_size() as usize;
+        let data = &mut buf.as_mut_slice()[..data_size];
+        if (len as usize) < data_size {
+            // No stale bytes of an earlier read (maybe another tenant's) past the data.
+            data[len as usize..].fill(0);
+        }
+        let chain = &mut self.chains[key];
+        chain.hops += 1;
+        let hop = chain.hops;
+        self.stats.hops += 1;
+        let scratch = chain.scratch.as_deref_mut().expect("a live chain holds its scratch");
+        let result = self.functions[prog].call(data, scratch);
+        self.free.push(buf);
+        let (ret, ctx) = match result {
+            Ok(r) => r,
+            Err(message) => return self.end(key, ChainStatus::Program { hop, message }),
+        };
+        if ret != 0 {
+            return self.end(key, ChainStatus::Aborted { code: ret, hop });
+        }
+        if ctx.done != 0 {
+            return self.end(key, ChainStatus::Done);
+        }
+        let mut planned = [None; FANOUT_MAX];
+        let mut count = 0u32;
+        for (slot, out) in planned.iter_mut().enumerate() {
+            if ctx.size[slot] == 0 {
+                continue;
+            }
+            match self.plan(key, slot, ctx.next_addr[slot], ctx.size[slot]) {
+                Ok(r) => {
+                    *out = Some(r);
+                    count += 1;
+                }
+                Err(st) => return self.end(key, st),
+            }
+        }
+        let c = &self.chains[key];
+        if c.planned.saturating_add(count) > c.hops_max {
+            let hops_max = c.hops_max;
+            return self.end(key, ChainStatus::HopLimit { hops_max });
+        }
+        for r in planned.into_iter().flatten() {
+            self.enqueue(key, r);
+        }
+        let c = &self.chains[key];
+        if count == 0 && c.in_flight == 0 && c.queued == 0 {
+            // Nothing asked for and nothing outstanding: the chain has drained.
+            self.end(key, ChainStatus::Done);
+        }
+    }
+
+    /// Ends a chain: reports to its owner now, frees it once nothing of it is
+    /// queued or in flight.
+    fn end(&mut self, key: usize, status: ChainStatus) {
+        let c = &mut self.chains[key];
+        if c.ended {
+            return;
+        }
+        c.ended = true;
+        let scratch = c.scratch.take().expect("a live chain holds its scratch");
+        let out = outcome(scratch, status, c.hops, c.reads);
+        let cb = c.cb.take();
+        self.stats.chains_ended += 1;
+        self.reap(key);
+        if let Some(cb) = cb {
+            cb(out);
+        }
+    }
+
+    fn reap(&mut self, key: usize) {
+        let c = &self.chains[key];
+        if c.ended && c.in_flight == 0 && c.queued == 0 {
+            self.chains.remove(key);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Thread-per-core reactors: each reactor thread owns one NVMe queue pair
+//! and its [`ChainQueue`]; any number of client threads hand chains to it
+//! through a bounded channel (a full channel makes the client wait: back
+//! pressure, never a dropped chain). A reactor busy-polls while chains are in
+//! flight and sleeps on its channel when it has none, so client threads
+//! beyond the core count cost nothing while they wait.
+
+use crate::function::Function;
+use crate::queue::{Callback, ChainError, ChainQueue, QueueConfig};
+use crate::request::{ChainRequest, ProgId};
+use crate::status::ChainOutcome;
+use crate::tenant::TenantConfig;
+use fs_extents::{Registry, TenantId};
+use nvme::Controller;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Makes a function on the reactor thread that runs it (BPF instances are
+/// per thread: each reactor has its own copy of the program and its maps).
+pub type FunctionFactory = Arc<dyn Fn() -> Result<Function, String> + Send + Sync>;
+
+/// Most new chains a reactor takes from its channel per poll.
+const INTAKE_PER_POLL_MAX: usize = 256;
+/// How long an idle reactor sleeps on its channel before polling again.
+const IDLE_SLEEP: Duration = Duration::from_millis(2);
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Reactor threads (one queue pair each).
+    pub reactors: usize,
+    pub queue: QueueConfig,
+    /// Chains waiting per reactor before `submit` blocks.
+    pub channel_capacity: usize,
+    /// Namespace the files live on.
+    pub nsid: u32,
+    pub tenants: Vec<(TenantId, TenantConfig)>,
+    /// Empty polls before an idle reactor sleeps on its channel.
+    pub idle_polls: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("reactor {reactor} failed to start: {message}")]
+    Start { reactor: usize, message: String },
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("engine needs at least one reactor")]
+    NoReactors,
+}
+
+enum Msg {
+    Chain(ChainRequest, Callback),
+    Stop,
+}
+
+/// A running engine: reactors and their channels.
+pub struct Engine {
+    senders: Vec<SyncSender<Msg>>,
+    threads: Vec<JoinHandle<()>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("reactors", &self.senders.len()).finish()
+    }
+}
+
+impl Engine {
+    /// Starts `cfg.reactors` reactor threads on `ctrl`, each with the
+    /// functions the factories make (in order: `ProgId(i)` is `functions[i]`).
+    pub fn start(ctrl: Arc<Controller>, registry: Arc<Registry>, functions: Vec<FunctionFactory>, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        if cfg.reactors == 0 {
+            return Err(EngineError::NoReactors);
+        }
+        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0) };
+        for r in 0..cfg.reactors {
+            let (tx, rx) = mpsc::sync_channel(cfg.channel_capacity.max(1));
+            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+            let (ctrl, registry, functions, cfg2) = (ctrl.clone(), registry.clone(), functions.clone(), cfg.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("sfe-reactor-{r}"))
+                .spawn(move || reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx))
+                .map_err(|e| EngineError::Start { reactor: r, message: e.to_string() })?;
+            engine.threads.push(thread);
+            engine.senders.push(tx);
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return Err(EngineError::Start { reactor: r, message }),
+                Err(_) => return Err(EngineError::Start { reactor: r, message: "reactor thread exited".into() }),
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn reactors(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Hands a chain to a reactor (round-robin); `done` runs on the reactor
+    /// thread when the chain ends. Waits while that reactor's channel is full.
+    pub fn submit(&self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) -> Result<(), EngineError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.senders[i].send(Msg::Chain(req, Box::new(done))).map_err(|_| EngineError::Stopped)
+    }
+
+    /// Runs one chain and waits for its outcome.
+    pub fn run(&self, req: ChainRequest) -> Result<ChainOutcome, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(req, move |o| {
+            // The waiting client may have gone; nothing to do then.
+            let _ = tx.send(o);
+        })?;
+        rx.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    /// Finishes the chains in flight and stops the reactors.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for s in &self.senders {
+            let _ = s.send(Msg::Stop);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn reactor_main(
+    ctrl: Arc<Controller>,
+    registry: Arc<Registry>,
+    functions: Vec<FunctionFactory>,
+    cfg: EngineConfig,
+    rx: Receiver<Msg>,
+    ready: SyncSender<Result<(), String>>,
+) {
+    let setup = || -> Result<ChainQueue, String> {
+        let mut q = ChainQueue::new(&ctrl, cfg.nsid, registry, cfg.queue).map_err(|e| e.to_string())?;
+        for (i, f) in functions.iter().enumerate() {
+            let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| e.to_string())?;
+            debug_assert_eq!(id, ProgId(i as u32));
+        }
+        for (t, c) in &cfg.tenants {
+            q.configure_tenant(*t, *c);
+        }
+        Ok(q)
+    };
+    let mut q = match setup() {
+        Ok(q) => {
+            let _ = ready.send(Ok(()));
+            q
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    drop(ready);
+    let mut stopping = false;
+    let mut idle = 0u32;
+    loop {
+        let mut taken = 0;
+        while taken < INTAKE_PER_POLL_MAX {
+            match rx.try_recv() {
+                Ok(Msg::Chain(r, cb)) => {
+                    q.submit(r, cb);
+                    taken += 1;
+                }
+                Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => {
+                    stopping = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let n = match q.poll() {
+            Ok(n) => n,
+            Err(e) => {
+                report_queue_error(&e);
+                0
+            }
+        };
+        if q.chains_in_flight() == 0 {
+            if stopping {
+                return;
+            }
+            if taken == 0 && n == 0 {
+                idle += 1;
+                if idle > cfg.idle_polls {
+                    idle = 0;
+                    match rx.recv_timeout(IDLE_SLEEP) {
+                        Ok(Msg::Chain(r, cb)) => q.submit(r, cb),
+                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            }
+        } else {
+            idle = 0;
+        }
+    }
+}
+
+fn report_queue_error(e: &ChainError) {
+    // A queue error means the device misbehaved (a completion for a command
+    // not in flight); the chains it did complete are unaffected.
+    eprintln!("sfe reactor: {e}");
+}
