@@ -2,8 +2,11 @@
 //! 96 ns). Run: `cargo bench -p fs-extents --bench translate -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fs_extents::{ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap, FileOffset};
+use fs_extents::{
+    ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap, FileId, FileOffset, Registry, TenantId,
+};
 use std::hint::black_box;
+use std::sync::Arc;
 
 const EXTENTS: u64 = 10_000;
 const BLOCK_BYTES: u64 = 4096;
@@ -57,5 +60,34 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// What a chain pays per hop besides translation: the version check on the
+/// handle it holds; and once per chain: the access-checked lookup.
+fn bench_registry(c: &mut Criterion) {
+    let r = Registry::new();
+    for t in 0..16 {
+        r.add_tenant(TenantId(t));
+    }
+    let files: Vec<FileId> = (0..256)
+        .map(|_| r.add_file(Arc::new(map_small())).expect("room"))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        r.grant(TenantId(u32::try_from(i % 16).expect("small")), *f)
+            .expect("known");
+    }
+    let snap = r.snapshot();
+    let (t, f) = (TenantId(5), files[5]);
+    c.bench_function("registry_snapshot_lookup", |b| {
+        b.iter(|| black_box(snap.lookup(black_box(t), black_box(f))).is_ok())
+    });
+    let handle = snap.lookup(t, f).expect("granted");
+    c.bench_function("handle_is_current", |b| {
+        b.iter(|| black_box(&handle).is_current())
+    });
+}
+
+fn map_small() -> ExtentMap {
+    ExtentMap::new(vec![], 4096, BLOCK_BYTES, ChangeStamp::default()).expect("empty map")
+}
+
+criterion_group!(benches, bench, bench_registry);
 criterion_main!(benches);

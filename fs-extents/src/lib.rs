@@ -20,4 +20,4 @@ pub use fiemap::{FiemapError, TrackedFile};
 pub use map::{
     ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError,
 };
-pub use registry::{AccessError, FileId, Registry, Snapshot, TenantId};
+pub use registry::{AccessError, FileHandle, FileId, Registry, Snapshot, TenantId};

@@ -5,10 +5,20 @@
 //! no lock, and takes a new one only when [`Registry::generation`] (one
 //! atomic load) says something changed. Writers copy the table, change the
 //! copy and publish it; they are rare (grants, refreshed maps).
+//!
+//! A lookup hands out a [`FileHandle`]: the map plus the file's shared
+//! "latest version" cell. A chain keeps the handle for its whole life and
+//! calls [`FileHandle::is_current`] after every read: one atomic load, no
+//! hashing. Replacing the map ([`Registry::update_file`]) or removing the
+//! file makes every outstanding handle stale. Revoking a grant stops new
+//! lookups; chains already running finish (or fail) on the handle they hold.
 
 use crate::map::ExtentMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Version-cell value of a removed file: no map has it, so every handle is stale.
+pub const VERSION_RETIRED: u64 = u64::MAX;
 use std::sync::{Arc, RwLock};
 
 /// A tenant (a client whose programs run chains).
@@ -39,24 +49,59 @@ pub enum AccessError {
         /// The file.
         file: FileId,
     },
+    /// A replacement map whose version does not tell chains it changed.
+    #[error("new map for file {file:?} has version {new} but the current one has {old} with a different layout; build it with ExtentMap::refreshed")]
+    VersionNotNewer {
+        /// The file.
+        file: FileId,
+        /// The current version.
+        old: u64,
+        /// The offered version.
+        new: u64,
+    },
     /// [`FILES_MAX`] reached.
     #[error("the registry already holds {FILES_MAX} files; remove some first")]
     Full,
 }
 
+/// A granted file as a chain holds it.
+#[derive(Debug, Clone)]
+pub struct FileHandle {
+    /// The map the chain translates with.
+    pub map: Arc<ExtentMap>,
+    latest: Arc<AtomicU64>,
+}
+
+impl FileHandle {
+    /// Whether `map` is still the file's current map (not refreshed to a new
+    /// version, not removed).
+    #[inline]
+    pub fn is_current(&self) -> bool {
+        // Acquire pairs with the Release store in `Registry::update_file` /
+        // `remove_file`; the value alone decides, no other data is read.
+        self.latest.load(Ordering::Acquire) == self.map.version()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FileEntry {
+    map: Arc<ExtentMap>,
+    latest: Arc<AtomicU64>,
+}
+
 /// One immutable state of the registry.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    files: HashMap<FileId, Arc<ExtentMap>>,
+    files: HashMap<FileId, FileEntry>,
     tenants: HashSet<TenantId>,
     grants: HashSet<(TenantId, FileId)>,
     next_file: u32,
 }
 
 impl Snapshot {
-    /// The map of `file` if `tenant` was granted it.
+    /// A handle on `file` if `tenant` was granted it.
     #[inline]
-    pub fn lookup(&self, tenant: TenantId, file: FileId) -> Result<&Arc<ExtentMap>, AccessError> {
+    pub fn lookup(&self, tenant: TenantId, file: FileId) -> Result<FileHandle, AccessError> {
         if !self.grants.contains(&(tenant, file)) {
             if !self.tenants.contains(&tenant) {
                 return Err(AccessError::UnknownTenant(tenant));
@@ -66,7 +111,14 @@ impl Snapshot {
             }
             return Err(AccessError::NotGranted { tenant, file });
         }
-        self.files.get(&file).ok_or(AccessError::UnknownFile(file))
+        let e = self
+            .files
+            .get(&file)
+            .ok_or(AccessError::UnknownFile(file))?;
+        Ok(FileHandle {
+            map: Arc::clone(&e.map),
+            latest: Arc::clone(&e.latest),
+        })
     }
 
     /// The current map version of `file` (no access check: for the engine's
@@ -74,7 +126,7 @@ impl Snapshot {
     pub fn version(&self, file: FileId) -> Result<u64, AccessError> {
         self.files
             .get(&file)
-            .map(|m| m.version())
+            .map(|e| e.map.version())
             .ok_or(AccessError::UnknownFile(file))
     }
 }
@@ -106,9 +158,9 @@ impl Registry {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// `snapshot().lookup(..)`, cloning the map's Arc.
-    pub fn lookup(&self, tenant: TenantId, file: FileId) -> Result<Arc<ExtentMap>, AccessError> {
-        self.snapshot().lookup(tenant, file).cloned()
+    /// `snapshot().lookup(..)`.
+    pub fn lookup(&self, tenant: TenantId, file: FileId) -> Result<FileHandle, AccessError> {
+        self.snapshot().lookup(tenant, file)
     }
 
     fn update<T>(
@@ -155,7 +207,8 @@ impl Registry {
             }
             let id = FileId(s.next_file);
             s.next_file = s.next_file.wrapping_add(1);
-            s.files.insert(id, map);
+            let latest = Arc::new(AtomicU64::new(map.version()));
+            s.files.insert(id, FileEntry { map, latest });
             Ok(id)
         })
     }
@@ -164,8 +217,14 @@ impl Registry {
     /// see the version change through [`Snapshot::version`].
     pub fn update_file(&self, file: FileId, map: Arc<ExtentMap>) -> Result<(), AccessError> {
         self.update(|s| match s.files.get_mut(&file) {
-            Some(slot) => {
-                *slot = map;
+            Some(entry) => {
+                let (old, new) = (entry.map.version(), map.version());
+                if !(new > old || (new == old && map.same_layout(&entry.map))) {
+                    return Err(AccessError::VersionNotNewer { file, old, new });
+                }
+                // Release: see `FileHandle::is_current`.
+                entry.latest.store(map.version(), Ordering::Release);
+                entry.map = map;
                 Ok(())
             }
             None => Err(AccessError::UnknownFile(file)),
@@ -175,9 +234,12 @@ impl Registry {
     /// Removes a file and every grant of it.
     pub fn remove_file(&self, file: FileId) -> Result<(), AccessError> {
         self.update(|s| {
-            s.files
+            let entry = s
+                .files
                 .remove(&file)
                 .ok_or(AccessError::UnknownFile(file))?;
+            // Release: see `FileHandle::is_current`.
+            entry.latest.store(VERSION_RETIRED, Ordering::Release);
             s.grants.retain(|(_, f)| *f != file);
             Ok(())
         })
@@ -227,7 +289,7 @@ mod tests {
         let f = r.add_file(map(10)).expect("room");
         let g = r.add_file(map(20)).expect("room");
         r.grant(a, f).expect("known");
-        assert_eq!(r.lookup(a, f).expect("granted").size(), 10);
+        assert_eq!(r.lookup(a, f).expect("granted").map.size(), 10);
         assert_eq!(
             r.lookup(a, g).unwrap_err(),
             AccessError::NotGranted { tenant: a, file: g }
@@ -266,7 +328,11 @@ mod tests {
         let gen = r.generation();
         r.remove_file(f).expect("present");
         assert!(r.generation() > gen);
-        assert!(old.lookup(t, f).is_ok(), "a held snapshot is immutable");
+        let held = old.lookup(t, f).expect("a held snapshot is immutable");
+        assert!(
+            !held.is_current(),
+            "but handles on a removed file are stale"
+        );
         assert_eq!(r.lookup(t, f).unwrap_err(), AccessError::UnknownFile(f));
         r.remove_tenant(t).expect("present");
         assert_eq!(
@@ -279,11 +345,30 @@ mod tests {
     fn update_file_changes_the_visible_version() {
         let r = Registry::new();
         let f = r.add_file(map(10)).expect("room");
+        r.add_tenant(TenantId(1));
+        r.grant(TenantId(1), f).expect("known");
+        let handle = r.lookup(TenantId(1), f).expect("granted");
+        assert!(handle.is_current());
+        r.update_file(f, map(10)).expect("same version");
+        assert!(
+            handle.is_current(),
+            "a map with the same version keeps handles current"
+        );
         let old = r.snapshot().version(f).expect("present");
         let bumped = map(10)
             .refreshed(ExtentMap::new(vec![], 11, 4096, ChangeStamp::default()).expect("empty"));
         r.update_file(f, Arc::new(bumped)).expect("present");
         assert_eq!(r.snapshot().version(f).expect("present"), old + 1);
+        assert!(
+            !handle.is_current(),
+            "a refreshed map makes old handles stale"
+        );
+        assert!(r.lookup(TenantId(1), f).expect("granted").is_current());
+        let unversioned = ExtentMap::new(vec![], 12, 4096, ChangeStamp::default()).expect("empty");
+        assert!(matches!(
+            r.update_file(f, Arc::new(unversioned)),
+            Err(AccessError::VersionNotNewer { old: 2, new: 1, .. })
+        ));
         assert!(matches!(
             r.update_file(FileId(7), map(1)),
             Err(AccessError::UnknownFile(_))
