@@ -55,6 +55,9 @@ pub enum FiemapError {
         /// Why.
         source: io::Error,
     },
+    /// fstat of the open file failed.
+    #[error("fstat of the open file failed: {0}")]
+    Stat(io::Error),
     /// The ioctl failed.
     #[error("FIEMAP failed: {0} (EOPNOTSUPP: the file system has no FIEMAP; use the ext4 reader)")]
     Ioctl(io::Error),
@@ -180,13 +183,7 @@ fn collect_extents(
 
 /// The device holding an open file's file system (via `/sys`).
 pub fn device_of(file: &File) -> Result<DeviceTarget, FiemapError> {
-    let dev = file
-        .metadata()
-        .map_err(|source| FiemapError::Open {
-            path: PathBuf::new(),
-            source,
-        })?
-        .dev();
+    let dev = file.metadata().map_err(FiemapError::Stat)?.dev();
     Ok(device::resolve(
         Path::new("/sys"),
         libc::major(dev),
@@ -196,12 +193,8 @@ pub fn device_of(file: &File) -> Result<DeviceTarget, FiemapError> {
 
 /// Builds the map of an open file whose file system sits at `device.base`.
 pub fn map_file(file: &File, device: &DeviceTarget) -> Result<ExtentMap, FiemapError> {
-    let open_err = |source| FiemapError::Open {
-        path: PathBuf::new(),
-        source,
-    };
-    let before = stamp(file).map_err(open_err)?;
-    let block_size = file.metadata().map_err(open_err)?.blksize();
+    let before = stamp(file).map_err(FiemapError::Stat)?;
+    let block_size = file.metadata().map_err(FiemapError::Stat)?.blksize();
     let mut extents = raw_extents(file)?;
     for e in &mut extents {
         e.physical = e
