@@ -6,6 +6,8 @@
 //! public API.
 
 mod demo;
+#[allow(dead_code)]
+mod results;
 mod setup;
 
 use clap::{Parser, Subcommand};
