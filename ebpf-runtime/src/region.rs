@@ -9,6 +9,8 @@
 
 use std::cell::Cell;
 
+use crate::context::{XrpContext, CTX_SIZE};
+
 /// An access outside a region.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("access of {len} bytes at offset {offset} is outside a region of {size} bytes")]
@@ -102,6 +104,24 @@ impl Region {
         Ok(())
     }
 
+    /// Reads the context stored at offset 0 (the region must hold CTX_SIZE bytes).
+    pub fn read_ctx(&self) -> Result<XrpContext, OutOfRegion> {
+        self.check(0, CTX_SIZE)?;
+        // SAFETY: CTX_SIZE bytes are in bounds (checked); the words are
+        // 8-aligned, XrpContext's alignment; every bit pattern is a valid
+        // XrpContext (integers only); `Cell` words allow the shared read.
+        Ok(unsafe { std::ptr::read(self.ptr().cast::<XrpContext>()) })
+    }
+
+    /// Writes `ctx` at offset 0 (the region must hold CTX_SIZE bytes).
+    pub fn write_ctx(&self, ctx: &XrpContext) -> Result<(), OutOfRegion> {
+        self.check(0, CTX_SIZE)?;
+        // SAFETY: in bounds and aligned as in `read_ctx`; `Cell` words allow
+        // the write through `&self`.
+        unsafe { std::ptr::write(self.ptr().cast::<XrpContext>(), *ctx) };
+        Ok(())
+    }
+
     /// Address range `[addr, addr + size)`.
     pub fn range(&self) -> std::ops::Range<u64> {
         self.addr()..self.addr() + self.size as u64
@@ -120,5 +140,16 @@ mod tests {
         assert_eq!(r.write(5, &[0; 8]), Err(OutOfRegion { offset: 5, len: 8, size: 12 }));
         assert!(r.to_vec(usize::MAX, 2).is_err());
         assert_eq!(r.addr() % 8, 0);
+    }
+
+    #[test]
+    fn context_round_trip_matches_byte_layout() {
+        let r = Region::zeroed(CTX_SIZE);
+        let mut c = XrpContext { data: 1, done: 2, scratch: 3, ..Default::default() };
+        c.next_addr[1] = 4;
+        r.write_ctx(&c).unwrap();
+        assert_eq!(r.to_vec(0, CTX_SIZE).unwrap(), c.to_bytes().to_vec());
+        assert_eq!(r.read_ctx().unwrap().next_addr[1], 4);
+        assert!(Region::zeroed(8).read_ctx().is_err());
     }
 }

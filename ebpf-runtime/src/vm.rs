@@ -186,8 +186,9 @@ impl Instance {
             }
         };
         let ctx = XrpContext { data: data.as_mut_ptr() as u64, scratch: scratch_addr, ..XrpContext::default() };
-        self.ctx.write(0, &ctx.to_bytes()).expect("context region is CTX_SIZE bytes");
-        let _maps = helpers::install_maps(&self.maps);
+        self.ctx.write_ctx(&ctx).expect("context region is CTX_SIZE bytes");
+        // Programs without maps call no map helper: skip the thread-local.
+        let _maps = (!self.maps.is_empty()).then(|| helpers::install_maps(&self.maps));
         // SAFETY: the context region is CTX_SIZE bytes, owned by `self` and
         // alive for the whole call; no other reference to its bytes exists
         // while rbpf holds this one (the host touches it only through
@@ -205,9 +206,8 @@ impl Instance {
         if self.engine == Engine::Interpreter {
             self.scratch.read(0, scratch).expect("scratch region is SCRATCH_SIZE bytes");
         }
-        let mut bytes = [0u8; CTX_SIZE];
-        self.ctx.read(0, &mut bytes).expect("context region is CTX_SIZE bytes");
-        Ok(Outcome { ret, ctx: XrpContext::from_bytes(&bytes) })
+        let ctx = self.ctx.read_ctx().expect("context region is CTX_SIZE bytes");
+        Ok(Outcome { ret, ctx })
     }
 }
 
