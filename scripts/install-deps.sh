@@ -8,6 +8,8 @@ command -v llvm-objdump >/dev/null 2>&1 || need+=(llvm)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v debugfs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
+command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
+command -v fallocate >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2
