@@ -24,6 +24,10 @@
 //!
 //! Jump offsets and local-call immediates are recomputed for the new layout.
 
+// Program counters are below PROG_SLOTS_MAX (i16::MAX): casts between usize
+// and i64 in offset arithmetic cannot wrap or truncate.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use crate::insn::{self, Insn};
 use crate::isa::{IsaError, BSWAP, GOTOL, PROG_SLOTS_MAX};
 
