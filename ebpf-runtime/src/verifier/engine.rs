@@ -253,11 +253,17 @@ impl<'a> Engine<'a> {
                 let side = |c: Cmp| -> Option<State> {
                     let (a2, b2, exact) = if is32 { refine32(c, a, b, x)? } else { refine(c, a, b).map(|(p, q)| (p, q, true))? };
                     let mut out = st.clone();
+                    // Between two non-constant registers, a refinement that
+                    // leaves a register nearly unknown is dropped: it buys no
+                    // proof but makes states differ and defeats pruning
+                    // (what Linux gets from precision tracking).
+                    let both_vary = x && a.as_const().is_none() && b.as_const().is_none();
+                    let keep = |s: &Scalar| !(both_vary && is_wide(s));
                     if exact {
-                        if x && ins.src != ins.dst {
+                        if x && ins.src != ins.dst && keep(&b2) {
                             out.regs[usize::from(ins.src)] = Reg::Scalar(b2);
                         }
-                        if !(x && ins.src == ins.dst) {
+                        if !(x && ins.src == ins.dst) && keep(&a2) {
                             out.regs[usize::from(ins.dst)] = Reg::Scalar(a2);
                         }
                     }
@@ -372,6 +378,15 @@ fn set_null(st: &mut State, id: u32, map: Option<u32>) {
             }
         }
     });
+}
+
+/// Whether `s` still spans more than half of the 64-bit space both as
+/// unsigned and as signed values.
+fn is_wide(s: &Scalar) -> bool {
+    const HALF: u128 = 1 << 63;
+    let uspan = u128::from(s.umax - s.umin);
+    let sspan = (i128::from(s.smax) - i128::from(s.smin)).unsigned_abs();
+    uspan > HALF && sspan > HALF
 }
 
 /// The immediate operand of a conditional jump as the runtime compares it:

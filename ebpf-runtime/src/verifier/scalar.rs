@@ -94,7 +94,13 @@ impl Scalar {
         if self.umax <= U32_MAX {
             return *self;
         }
-        Scalar { tnum: self.tnum.cast32(), ..Scalar::urange(0, U32_MAX) }.norm()
+        let mut r = Scalar { tnum: self.tnum.cast32(), ..Scalar::urange(0, U32_MAX) };
+        if self.umin >> 32 == self.umax >> 32 {
+            // One upper half for all values: the low halves keep their order.
+            r.umin = self.umin & U32_MAX;
+            r.umax = self.umax & U32_MAX;
+        }
+        r.norm()
     }
 
     /// Zero-extended values fitting in `bits` bits.
@@ -271,6 +277,9 @@ mod tests {
     fn trunc32_keeps_low_bits_of_constants() {
         assert_eq!(Scalar::constant(u64::MAX).trunc32().as_const(), Some(0xffff_ffff));
         assert_eq!(Scalar::urange(3, 7).trunc32(), Scalar::urange(3, 7));
+        // w = [1, 256] + 0xffff_ffff wraps for every value: [0, 255].
+        let w = Scalar::urange(1, 256).add(&Scalar::constant(0xffff_ffff)).trunc32();
+        assert_eq!((w.umin, w.umax), (0, 255));
     }
 
     #[test]
