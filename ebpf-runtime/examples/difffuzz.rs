@@ -224,7 +224,7 @@ impl Gen<'_> {
     fn pointer_arith(&mut self) {
         let (base, len) = self.base();
         let p = self.scalar();
-        let k = self.offset(len, 1) as i32;
+        let k = i32::from(self.offset(len, 1));
         let size = self.rng.pick(&SIZES);
         let off = self.rng.range(-8, 8) as i16;
         let sub = self.rng.chance(30);
@@ -314,7 +314,7 @@ impl Gen<'_> {
         } else {
             let n = self.rng.range(1, 16) as i32;
             self.emit(|a| {
-                a.st(DW, R10, -16, 0x0a64_25).st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -16).mov(R2, n)
+                a.st(DW, R10, -16, 0x000a_6425).st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -16).mov(R2, n)
                     .call(insn::helper_id::TRACE_PRINTK)
             });
         }
@@ -631,7 +631,7 @@ fn main() {
         start.elapsed().as_secs_f64()
     );
     let mut kinds: Vec<_> = rejections.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     let top: Vec<String> = kinds.iter().take(8).map(|(k, n)| format!("{k} {n}")).collect();
     println!("difffuzz: most frequent rejections: {}", top.join(", "));
     if failures > 0 {

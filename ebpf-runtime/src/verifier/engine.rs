@@ -169,8 +169,8 @@ impl<'a> Engine<'a> {
                         Reg::Ptr(Ptr { off: i64::from(next.imm), ..Ptr::new(PtrKind::MapValue(map)) })
                     }
                     _ => {
-                        let lo = u64::from(ins.imm.cast_unsigned());
-                        let hi = u64::from(next.imm.cast_unsigned());
+                        let lo = u64::from(u32::from_le_bytes(ins.imm.to_le_bytes()));
+                        let hi = u64::from(u32::from_le_bytes(next.imm.to_le_bytes()));
                         Reg::constant(lo | (hi << 32))
                     }
                 };
@@ -395,7 +395,7 @@ fn is_wide(s: &Scalar) -> bool {
 #[allow(clippy::cast_sign_loss)] // deliberate sign extension of the immediate
 fn imm_operand(imm: i32, is32: bool, cmp: Cmp) -> Scalar {
     if is32 && !cmp.is_signed() {
-        Scalar::constant(u64::from(imm.cast_unsigned()))
+        Scalar::constant(u64::from(u32::from_le_bytes(imm.to_le_bytes())))
     } else {
         Scalar::constant(i64::from(imm) as u64)
     }
@@ -411,9 +411,9 @@ fn refine32(cmp: Cmp, a: Scalar, b: Scalar, x: bool) -> Option<(Scalar, Scalar, 
         return refine(cmp, a, b).map(|(p, q)| (p, q, true));
     }
     let (ta, tb) = (a.trunc32(), b.trunc32());
-    if ta.umax <= lim && tb.umax <= lim {
-        refine(cmp, ta, tb)?;
-    } else if !cmp.is_signed() {
+    // Unsigned: the truncations are the compared values. Signed: only when
+    // both are non-negative as i32 do they order like their u64 values.
+    if !cmp.is_signed() || (ta.umax <= lim && tb.umax <= lim) {
         refine(cmp, ta, tb)?;
     }
     Some((a, b, false))

@@ -1,6 +1,8 @@
 //! A tiny assembler for verifier tests: instructions by name, jumps to
 //! labels, and a standard environment (maps, a 4 KiB block, 4 KiB scratch).
 #![allow(dead_code)]
+// The assembler reinterprets bit patterns (immediates, offsets) on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 use ebpf_runtime::insn::*;
 use ebpf_runtime::map_spec::{MapKind, MapSpec};
