@@ -202,6 +202,79 @@ impl Gen<'_> {
         });
     }
 
+    /// Load a value, transform it with a few ALU ops, bound it with one or
+    /// two random comparisons (64- or 32-bit, signed or not, against an
+    /// immediate or a register), then use it as an offset.
+    fn compound_index(&mut self) {
+        let (base, len) = self.base();
+        let idx = self.scalar();
+        let mut other = self.scalar();
+        while other == idx {
+            other = self.scalar();
+        }
+        let src = self.rng.pick(&[R7, R8]);
+        let lsize = self.rng.pick(&SIZES);
+        let loff = self.offset(256, size_bytes(lsize));
+        let mut a = std::mem::take(&mut self.asm).ldx(lsize, idx, src, loff);
+        let span = len.abs();
+        for _ in 0..self.rng.range(0, 3) {
+            let op = self.rng.pick(&[
+                ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_MOD, ALU_AND, ALU_OR, ALU_XOR, ALU_LSH, ALU_RSH, ALU_ARSH,
+                ALU_NEG,
+            ]);
+            let shift = matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH);
+            let imm = if shift {
+                self.rng.range(0, 31)
+            } else if self.rng.chance(50) {
+                self.rng.pick(&[span - 8, span - 4, span - 1, span, span / 2, 8, 1]) + self.rng.range(-2, 2)
+            } else {
+                self.rng.range(-70, 4100)
+            } as i32;
+            let imm = if op == ALU_NEG { 0 } else { imm };
+            a = match self.rng.below(4) {
+                0 => a.alu32(op, idx, imm),
+                1 if op != ALU_NEG => a.ldx(B, other, src, self.rng.range(0, 255) as i16).alur(op, idx, other),
+                _ => a.alu(op, idx, imm),
+            };
+        }
+        let skip = self.label();
+        let edges = [span - 8, span - 4, span - 1, span, 0, 1, 8, -1, span / 2];
+        let checks: Vec<(u8, i32)> = if self.rng.chance(50) {
+            // Two-sided: an upper and a lower bound, in random forms.
+            let hi = (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32;
+            let lo = (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32;
+            vec![
+                (self.rng.pick(&[JMP_JGT, JMP_JGE, JMP_JSGT, JMP_JSGE]), hi),
+                (self.rng.pick(&[JMP_JLT, JMP_JLE, JMP_JSLT, JMP_JSLE]), lo),
+            ]
+        } else {
+            let op = self.rng.pick(&[
+                JMP_JGT, JMP_JGE, JMP_JLT, JMP_JLE, JMP_JSGT, JMP_JSGE, JMP_JSLT, JMP_JSLE, JMP_JEQ, JMP_JNE, JMP_JSET,
+            ]);
+            vec![(op, (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32)]
+        };
+        for (op, bound) in checks {
+            a = match self.rng.below(4) {
+                0 => a.jmp32(op, idx, bound, &skip),
+                1 => a.mov(other, bound).jmpr(op, idx, other, &skip),
+                2 => a.mov(other, bound).jmp32r(op, idx, other, &skip),
+                _ => a.jmp(op, idx, bound, &skip),
+            };
+        }
+        let size = self.rng.pick(&SIZES);
+        let off = self.rng.range(-8, 8) as i16;
+        a = a.movr(other, base);
+        a = if self.rng.chance(30) {
+            // From the end backwards: ptr = base + K - idx.
+            let k = (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32;
+            a.alu(ALU_ADD, other, k).alur(ALU_SUB, other, idx)
+        } else {
+            a.alur(ALU_ADD, other, idx)
+        };
+        a = if self.rng.chance(60) { a.ldx(size, idx, other, off) } else { a.stx(size, other, idx, off) };
+        self.asm = a.label(&skip);
+    }
+
     fn alu(&mut self) {
         let op = self.rng.pick(&[
             ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_NEG, ALU_MOD, ALU_XOR,
@@ -322,8 +395,9 @@ impl Gen<'_> {
     }
 
     fn snippet(&mut self, allow_branch: bool) {
-        match self.rng.below(if allow_branch { 12 } else { 10 }) {
+        match self.rng.below(if allow_branch { 14 } else { 12 }) {
             0 | 1 => self.access(),
+            10 | 11 => self.compound_index(),
             2 => self.ctx_access(),
             3 | 4 => self.bounded_index(),
             5 => self.alu(),
@@ -331,7 +405,7 @@ impl Gen<'_> {
             7 => self.stack_spill(),
             8 => self.lookup(),
             9 => self.misc_call(),
-            10 => self.counted_loop(),
+            12 => self.counted_loop(),
             _ => self.branch_over(),
         }
     }
@@ -485,7 +559,12 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
         for r in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()) {
             let len = r.len;
             for w in r.bytes_mut().chunks_mut(8) {
-                let v = if rng.chance(50) { rng.below(2 * len as u64 + 16) } else { rng.next() };
+                let v = match rng.below(6) {
+                    0 | 1 => rng.below(2 * len as u64 + 16),
+                    2 => (rng.below(len as u64 + 16) as i64).wrapping_neg() as u64,
+                    3 => (1u64 << rng.below(64)).wrapping_add(rng.range(-2, 2) as u64),
+                    _ => rng.next(),
+                };
                 let n = w.len();
                 w.copy_from_slice(&v.to_le_bytes()[..n]);
             }
