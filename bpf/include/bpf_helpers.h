@@ -45,8 +45,7 @@ typedef __u64 size_t;
 #define BPF_EXIST 2
 
 /*
- * Maps use the legacy definition, read by the engine's loader from
- * SEC("maps"); BTF-defined SEC(".maps") maps are not supported.
+ * Legacy map definitions, read by the engine's loader from SEC("maps"):
  *   BPF_MAP_DEF(counts, BPF_MAP_TYPE_ARRAY, __u32, __u64, 16);
  */
 struct bpf_map_def {
@@ -64,6 +63,19 @@ struct bpf_map_def {
 		.value_size = sizeof(value_type),                           \
 		.max_entries = (entries),                                   \
 	}
+
+/*
+ * BTF-defined maps (libbpf style) work too; the object must carry BTF, so
+ * build with `clang -g`:
+ *   struct {
+ *       __uint(type, BPF_MAP_TYPE_HASH);
+ *       __uint(max_entries, 64);
+ *       __type(key, __u64);
+ *       __type(value, __u64);
+ *   } seen SEC(".maps");
+ */
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
 
 /* Helpers, by their Linux ids. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ebpf_runtime::{Engine, Instance, Program};
 
-const PROGRAMS: [&str; 5] = ["empty", "node_search", "map_user", "globals", "calls"];
+const PROGRAMS: [&str; 6] = ["empty", "node_search", "map_user", "globals", "calls", "btf_maps"];
 const INTERESTING: [u64; 10] = [0, 1, 7, 8, 0x7f, 0xff, 0xffff, 0xffff_ffff, 0x8000_0000, u64::MAX];
 
 struct Rng(u64);

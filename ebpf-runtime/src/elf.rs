@@ -5,8 +5,8 @@
 //!
 //! Everything is length-checked: `object` validates the headers and tables,
 //! and every offset we take from the file is checked against its section
-//! before use. BTF-defined maps (`SEC(".maps")`) are refused with a message
-//! pointing to the legacy form (see docs/runtime.md).
+//! before use. BTF-defined maps (`SEC(".maps")`, libbpf style) are read from
+//! the `.BTF` section (`btf.rs`), which clang emits with `-g`.
 
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectKind, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind, SymbolSection};
@@ -46,8 +46,12 @@ pub enum ElfError {
     MapDefOutOfRange { name: String, offset: u64, size: usize },
     #[error("map `{name}`: type {map_type} is not supported; use BPF_MAP_TYPE_HASH (1) or BPF_MAP_TYPE_ARRAY (2)")]
     MapType { name: String, map_type: u32 },
-    #[error("BTF-defined maps (SEC(\".maps\")) are not supported; declare maps with BPF_MAP_DEF from bpf_helpers.h (SEC(\"maps\"))")]
-    BtfMaps,
+    #[error("BTF-defined maps (SEC(\".maps\")) need the .BTF section: build with `clang -g`, or declare maps with BPF_MAP_DEF (SEC(\"maps\"))")]
+    BtfMissing,
+    #[error("map `{0}` in .maps has no BTF description")]
+    BtfMapUnknown(String),
+    #[error(transparent)]
+    Btf(#[from] crate::btf::BtfError),
     #[error("license section is not a valid string")]
     License,
     #[error("section `{section}`: relocation at offset {offset:#x}: {reason}")]
@@ -126,13 +130,13 @@ impl ElfObject {
         let mut code_index: Vec<(object::SectionIndex, usize)> = Vec::new();
         let mut global_sections = Vec::new();
         let mut code = Vec::new();
+        let mut btf_maps_section = None;
 
         for section in file.sections() {
             let name = section.name()?.to_string();
             if name == ".maps" {
-                return Err(ElfError::BtfMaps);
-            }
-            if name == "license" {
+                btf_maps_section = Some(section.index());
+            } else if name == "license" {
                 let raw = section.data()?;
                 let raw = raw.split(|b| *b == 0).next().unwrap_or(&[]);
                 license = Some(std::str::from_utf8(raw).map_err(|_| ElfError::License)?.to_string());
@@ -180,6 +184,29 @@ impl ElfObject {
                 let insns = insn::decode_all(bytes).ok_or(ElfError::PartialInsn { section: name.clone(), size: section.size() })?;
                 code_index.push((section.index(), code.len()));
                 code.push((section.index(), CodeSection { name, insns, relocs: Vec::new() }));
+            }
+        }
+        // BTF-defined maps after legacy ones, by symbol offset.
+        if let Some(index) = btf_maps_section {
+            let btf = file.section_by_name(".BTF").ok_or(ElfError::BtfMissing)?;
+            let defs = crate::btf::maps(btf.data()?)?;
+            let mut syms: Vec<(u64, String)> = file
+                .symbols()
+                .filter(|s| s.section() == SymbolSection::Section(index))
+                .filter_map(|s| Some((s.address(), s.name().ok()?.to_string())))
+                .filter(|(_, n)| !n.is_empty())
+                .collect();
+            syms.sort();
+            for (offset, map_name) in syms {
+                let def = defs.iter().find(|d| d.name == map_name).ok_or_else(|| ElfError::BtfMapUnknown(map_name.clone()))?;
+                let kind = match def.map_type {
+                    1 => MapKind::Hash,
+                    2 => MapKind::Array,
+                    t => return Err(ElfError::MapType { name: map_name, map_type: t }),
+                };
+                let spec = MapSpec { name: map_name, kind, key_size: def.key_size, value_size: def.value_size, max_entries: def.max_entries, read_only: false };
+                map_at.push((index, offset, maps.len()));
+                maps.push(MapDecl { spec, init: None });
             }
         }
         // Globals after declared maps, in section order.

@@ -12,6 +12,7 @@
 //! [`vm::Instance::run`] (one call on a data block and a scratch).
 
 pub mod asm;
+pub mod btf;
 pub mod conformance;
 pub mod context;
 pub mod elf;

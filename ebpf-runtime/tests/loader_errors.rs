@@ -153,6 +153,28 @@ fn no_program_section() {
     assert!(matches!(Program::load(&common::read(&out), None), Err(LoadError::NoProgram)));
 }
 
+/// Corrupted BTF (type and string tables) never panics the map reader.
+#[test]
+fn corrupted_btf_never_panics() {
+    let obj = common::read(&common::build_c_with("btf_maps", &["-g"]));
+    let (btf, size) = section(&obj, ".BTF");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..3000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut bad = obj.clone();
+        let at = btf + (state % size as u64) as usize;
+        bad[at] = (state >> 40) as u8;
+        let _ = Program::load(&bad, None);
+    }
+    // A broken magic is reported as such.
+    let mut bad = obj.clone();
+    bad[btf] = 0;
+    let e = Program::load(&bad, None).unwrap_err().to_string();
+    assert!(e.contains("BTF"), "{e}");
+}
+
 /// A cheap deterministic fuzz: single-byte corruptions anywhere in the file
 /// must load or fail cleanly (cargo-fuzz runs the same property for longer).
 #[test]

@@ -183,3 +183,26 @@ fn jit_memory_is_never_writable_and_executable() {
     assert!(wx.is_empty(), "writable+executable mappings: {wx:?}");
     assert!(!instance("empty", Engine::Interpreter).jit_sealed());
 }
+
+/// libbpf-style maps declared through BTF in SEC(".maps").
+#[test]
+fn btf_defined_maps() {
+    let obj = common::read(&common::build_c_with("btf_maps", &["-g"]));
+    let prog = Program::load(&obj, None).unwrap();
+    let specs = prog.map_specs();
+    assert_eq!(specs.len(), 2);
+    assert_eq!((specs[0].name.as_str(), specs[0].kind, specs[0].key_size, specs[0].value_size, specs[0].max_entries), ("calls", ebpf_runtime::map_spec::MapKind::Array, 4, 8, 2));
+    assert_eq!((specs[1].name.as_str(), specs[1].kind, specs[1].key_size, specs[1].value_size, specs[1].max_entries), ("last", ebpf_runtime::map_spec::MapKind::Hash, 8, 4, 8));
+    for engine in engines() {
+        let mut inst = Instance::new(&prog, BLOCK as u32, engine).unwrap();
+        for n in 1..=2u64 {
+            let (out, _) = run(&mut inst, &mut vec![0u8; BLOCK], 0);
+            assert_eq!(out.ret, n, "{engine:?}");
+        }
+        assert_eq!(inst.map("last").unwrap().entries().len(), 2);
+    }
+    // Without BTF (-g0) the loader says how to fix it.
+    let obj = common::read(&common::build_c_with("btf_maps", &["-g0"]));
+    let e = Program::load(&obj, None).unwrap_err().to_string();
+    assert!(e.contains("clang -g"), "{e}");
+}

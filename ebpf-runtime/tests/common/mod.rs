@@ -11,13 +11,20 @@ pub fn repo_root() -> PathBuf {
 /// Compiles `bpf/tests/<name>.c` into a fresh object and returns its path.
 /// Fails (never skips) when clang is missing: CI installs it.
 pub fn build_c(name: &str) -> PathBuf {
+    build_c_with(name, &["-g0"])
+}
+
+/// Like [`build_c`], with extra clang arguments (e.g. `-g` for BTF).
+pub fn build_c_with(name: &str, extra: &[&str]) -> PathBuf {
     let root = repo_root();
     let src = root.join("bpf/tests").join(format!("{name}.c"));
     let out_dir = std::env::temp_dir().join(format!("ebpf-runtime-tests-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).expect("create temp dir");
-    let out = out_dir.join(format!("{name}.o"));
+    let out = out_dir.join(format!("{name}{}.o", extra.join("")));
     let status = Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-g0", "-mcpu=v3", "-I"])
+        .args(["-target", "bpf", "-O2", "-mcpu=v3"])
+        .args(extra)
+        .arg("-I")
         .arg(root.join("bpf/include"))
         .arg("-c")
         .arg(&src)
