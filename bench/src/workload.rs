@@ -1,0 +1,178 @@
+//! Workloads: what one operation asks, what it answers, how keys are drawn,
+//! and the reference each engine's answers are checked against.
+
+use anyhow::{bail, Result};
+use chaining::btree::{self, Superblock};
+use chaining::filter::{self, Reduced};
+use chaining::{ChainRequest, Function, ProgId};
+use fs_extents::{FileId, TenantId};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+/// The workloads `run` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Point lookups, keys drawn uniformly.
+    LookupUniform,
+    /// Point lookups, keys drawn from a Zipf distribution (s = 0.99).
+    LookupZipf,
+    /// Range scans with SUM over `--range-keys` consecutive keys.
+    Range,
+    /// Filter-reduce (SUM/COUNT/MIN/MAX of values in a range) over a file of u64.
+    Filter,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::LookupUniform => "lookup-uniform",
+            Kind::LookupZipf => "lookup-zipf",
+            Kind::Range => "range",
+            Kind::Filter => "filter",
+        }
+    }
+    pub fn is_tree(self) -> bool {
+        self != Kind::Filter
+    }
+}
+
+/// One operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lookup(u64),
+    Range(u64, u64),
+    Filter(u64, u64),
+}
+
+/// What an operation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Lookup(Option<u64>),
+    Range { sum: u64, count: u64 },
+    Filter(Reduced),
+}
+
+/// The data a workload runs on.
+#[derive(Debug, Clone)]
+pub enum Data {
+    Tree(Superblock),
+    /// A file of u64 of this many bytes.
+    Nums(u64),
+}
+
+impl Data {
+    /// Block size of every read.
+    pub fn block(&self) -> u32 {
+        match self {
+            // Node sizes are 512 or 4096 (checked by Superblock::read).
+            Data::Tree(sb) => sb.node_size as u32,
+            Data::Nums(_) => filter::BLOCK as u32,
+        }
+    }
+}
+
+/// Draws operations, deterministically from a seed.
+pub struct Gen {
+    kind: Kind,
+    rng: SmallRng,
+    keys: u64,
+    zipf: Option<Zipf<f64>>,
+    range_keys: u64,
+}
+
+impl Gen {
+    pub fn new(kind: Kind, data: &Data, range_keys: u64, seed: u64) -> Result<Gen> {
+        let keys = match data {
+            Data::Tree(sb) => sb.keys,
+            Data::Nums(_) => 1,
+        };
+        let zipf = match kind {
+            Kind::LookupZipf => Some(Zipf::new(keys as f64, 0.99).map_err(|e| anyhow::anyhow!("zipf over {keys} keys: {e}"))?),
+            _ => None,
+        };
+        if kind.is_tree() != matches!(data, Data::Tree(_)) {
+            bail!("workload {} needs a {}", kind.name(), if kind.is_tree() { "database made by sfbench mkdb" } else { "file of u64 made by sfbench mknums" });
+        }
+        Ok(Gen { kind, rng: SmallRng::seed_from_u64(seed), keys, zipf, range_keys: range_keys.max(1) })
+    }
+
+    pub fn next_op(&mut self) -> Op {
+        match self.kind {
+            Kind::LookupUniform => {
+                // One in eight lookups asks for an absent key (odd numbers are never stored).
+                let i = self.rng.random_range(0..self.keys);
+                Op::Lookup(btree::key_at(i) + u64::from(self.rng.random_range(0..8u32) == 0))
+            }
+            Kind::LookupZipf => {
+                let z = self.zipf.as_ref().map_or(1.0, |z| z.sample(&mut self.rng));
+                // Zipf samples lie in [1, keys]; scatter the popular ranks over the key space.
+                let rank = (z as u64).saturating_sub(1) % self.keys;
+                Op::Lookup(btree::key_at(rank.wrapping_mul(0x9e37_79b9) % self.keys))
+            }
+            Kind::Range => {
+                let i = self.rng.random_range(0..self.keys);
+                Op::Range(btree::key_at(i), btree::key_at(i + self.range_keys - 1))
+            }
+            Kind::Filter => {
+                let lo = self.rng.random_range(0..500_000u64);
+                Op::Filter(lo, lo + 250_000)
+            }
+        }
+    }
+}
+
+/// The chain request for an operation.
+pub fn request(op: Op, data: &Data, tenant: TenantId, file: FileId, prog: ProgId) -> ChainRequest {
+    match (op, data) {
+        (Op::Lookup(k), Data::Tree(sb)) => ChainRequest::new(tenant, file, sb.root, sb.node_size as u32, prog).with_u64(btree::LK_KEY, k),
+        (Op::Range(lo, hi), Data::Tree(sb)) => ChainRequest::new(tenant, file, sb.root, sb.node_size as u32, prog).with_u64(btree::RS_LO, lo).with_u64(btree::RS_HI, hi),
+        (Op::Filter(lo, hi), Data::Nums(size)) => filter::request(ChainRequest::new(tenant, file, 0, filter::BLOCK as u32, prog), lo, hi, *size),
+        // Gen::new refuses mismatched workloads and data.
+        _ => unreachable!("operation does not fit the data"),
+    }
+}
+
+/// Reads the answer out of a finished chain's scratch.
+pub fn answer(op: Op, s: &[u8]) -> Answer {
+    let w = |i: usize| btree::u64_at(s, i * 8);
+    match op {
+        Op::Lookup(_) => Answer::Lookup((w(btree::LK_FOUND) == 1).then(|| w(btree::LK_VALUE))),
+        Op::Range(..) => Answer::Range { sum: w(btree::RS_SUM), count: w(btree::RS_COUNT) },
+        Op::Filter(..) => Answer::Filter(filter::result(s)),
+    }
+}
+
+/// The native storage function for a workload (user-chain, and the per-block
+/// logic of the kernel engines).
+pub fn native_function(kind: Kind, data: &Data) -> Function {
+    let ns = data.block() as usize;
+    match kind {
+        Kind::LookupUniform | Kind::LookupZipf => btree::native_lookup(ns),
+        Kind::Range => btree::native_range_sum(ns),
+        Kind::Filter => filter::native(),
+    }
+}
+
+/// The bundled BPF object for a workload.
+pub fn bpf_object(kind: Kind, data: &Data) -> &'static [u8] {
+    let ns = data.block() as usize;
+    match kind {
+        Kind::LookupUniform | Kind::LookupZipf => chaining::programs::lookup(ns),
+        Kind::Range => chaining::programs::range_sum(ns),
+        Kind::Filter => chaining::programs::FILTER_REDUCE,
+    }
+}
+
+/// The reference answer: an independent traversal of the file with plain reads.
+pub fn reference(op: Op, data: &Data, file: &std::fs::File, nums: Option<&[u8]>) -> Result<Answer> {
+    Ok(match (op, data) {
+        (Op::Lookup(k), Data::Tree(sb)) => Answer::Lookup(btree::reference_lookup(file, sb, k)?.0),
+        (Op::Range(lo, hi), Data::Tree(sb)) => {
+            let (sum, count) = btree::reference_range_sum(file, sb, lo, hi)?;
+            Answer::Range { sum, count }
+        }
+        (Op::Filter(lo, hi), Data::Nums(_)) => Answer::Filter(filter::reference(nums.unwrap_or(&[]), lo, hi)),
+        _ => bail!("operation does not fit the data"),
+    })
+}
