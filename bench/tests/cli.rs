@@ -1,0 +1,145 @@
+//! The `sfbench` binary end to end: the commands from the README work, and
+//! everything a user can get wrong gets a clear error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sfbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sfbench")).args(args).output().expect("run sfbench")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sfbench-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn mkdb(dir: &Path, keys: &str, per: &str) -> String {
+    let db = dir.join("db.sfe").to_string_lossy().into_owned();
+    let o = sfbench(&["mkdb", "--out", &db, "--keys", keys, "--node-size", "512", "--keys-per-node", per]);
+    assert!(o.status.success(), "{}", text(&o));
+    db
+}
+
+fn clang(src: &str, out: &Path) {
+    let inc = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/include");
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).unwrap();
+    let o = Command::new("clang").args(["-target", "bpf", "-O2", "-I", inc, "-c"]).arg(&c).arg("-o").arg(out).output().expect("clang must be installed: run bash scripts/install-deps.sh");
+    assert!(o.status.success(), "clang: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn run_compares_all_four_engines_with_answers_checked() {
+    let d = tmp("run");
+    let db = mkdb(&d, "3000", "8");
+    let json = d.join("r.json").to_string_lossy().into_owned();
+    for model in ["none", "optane"] {
+        let o = sfbench(&["run", "--db", &db, "--seconds", "0.3", "--warmup", "0.05", "--threads", "1,2", "--device-latency", model, "--check-every", "1", "--json", &json]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        for e in ["pread", "io_uring", "user-chain", "bpf-chain"] {
+            assert!(t.lines().any(|l| l.starts_with(e)), "{e} missing in:\n{t}");
+        }
+        if model == "optane" {
+            assert!(t.contains("MODELLED"), "{t}");
+        }
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(report["results"].as_array().unwrap().len(), 8);
+        assert_eq!(report["results"][0]["depth"], 4);
+    }
+    // Range scans and QD > 1 on the userspace engines.
+    let o = sfbench(&["run", "--db", &db, "--workload", "range", "--range-keys", "50", "--engines", "pread,bpf-chain", "--qd", "4", "--seconds", "0.2", "--warmup", "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn filter_workload_on_a_file_of_numbers() {
+    let d = tmp("filter");
+    let nums = d.join("nums.bin").to_string_lossy().into_owned();
+    let o = sfbench(&["mknums", "--out", &nums, "--mib", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sfbench(&["run", "--nums", &nums, "--workload", "filter", "--seconds", "0.3", "--warmup", "0", "--check-every", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sfbench(&["run", "--nums", &nums, "--workload", "lookup-uniform"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--db"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn missing_and_corrupt_databases_are_clear_errors() {
+    let d = tmp("bad");
+    let o = sfbench(&["run", "--db", "/nonexistent/db.sfe"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("sfbench mkdb"), "{}", text(&o));
+    let bad = d.join("bad.sfe");
+    std::fs::write(&bad, vec![7u8; 8192]).unwrap();
+    let o = sfbench(&["run", "--db", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a database made by"), "{}", text(&o));
+    let o = sfbench(&["mkdb", "--out", d.join("x").to_str().unwrap(), "--keys", "10", "--node-size", "1000"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("4096 or 512"), "{}", text(&o));
+    let o = sfbench(&["run", "--db", bad.to_str().unwrap(), "--device-latency", "warp"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("optane"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn byop_runs_a_clang_built_program_and_shows_verifier_rejections() {
+    let d = tmp("byop");
+    let db = mkdb(&d, "2000", "8");
+    // An XRP-style lookup compiled here from the repository's source.
+    let good = d.join("lookup.o");
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/btree_lookup.c")).unwrap();
+    clang(&format!("#define SFE_BT_NODE_SIZE 512\n{src}"), &good);
+    let scratch_in = d.join("in.bin");
+    std::fs::write(&scratch_in, 20u64.to_le_bytes()).unwrap(); // key 20 = key_at(9)
+    let scratch_out = d.join("out.bin");
+    let root = {
+        let f = std::fs::read(&db).unwrap();
+        u64::from_le_bytes(f[8..16].try_into().unwrap())
+    };
+    let o = sfbench(&[
+        "byop", "--prog", good.to_str().unwrap(), "--file", &db, "--offset", &root.to_string(), "--size", "512", "--data-size", "512",
+        "--scratch-in", scratch_in.to_str().unwrap(), "--scratch-out", scratch_out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("status: done"), "{t}");
+    let out = std::fs::read(&scratch_out).unwrap();
+    assert_eq!(out.len(), 4096);
+    assert_eq!(u64::from_le_bytes(out[16..24].try_into().unwrap()), 1, "found");
+    // A program that reads past the block is refused with the verifier's words.
+    let bad = d.join("bad.o");
+    clang("#include \"xrp.h\"\nSEC(\"xrp\") int f(struct bpf_xrp *ctx) { return ctx->data[5000]; }\nLICENSE(\"GPL\");\n", &bad);
+    let o = sfbench(&["byop", "--prog", bad.to_str().unwrap(), "--file", &db]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("data block"), "{}", text(&o));
+    // Not an ELF at all.
+    let o = sfbench(&["byop", "--prog", db.as_str(), "--file", &db]);
+    assert!(!o.status.success());
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn suite_smoke_runs_every_point_and_writes_results() {
+    let d = tmp("suite");
+    let o = sfbench(&["suite", "--out", d.to_str().unwrap(), "--seconds", "0.1", "--threads", "1,2"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("pread / bpf-chain"), "{t}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
+    // 3 depths x 4 engines + 1 extra thread count x 4 engines.
+    assert_eq!(report["results"].as_array().unwrap().len(), 16);
+    let _ = std::fs::remove_dir_all(&d);
+}
