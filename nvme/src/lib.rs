@@ -15,6 +15,7 @@ pub mod addr;
 pub mod controller;
 pub mod dma;
 pub mod emu;
+pub mod pci;
 pub mod error;
 pub mod prp;
 pub mod queue;
