@@ -13,12 +13,10 @@ use super::structure::Cfg;
 use super::{Env, Stats};
 use crate::insn::*;
 
-/// A path being explored: where it is, its state, and the stored states
-/// that are its ancestors (still being explored, so not yet proven safe).
+/// A path being explored: where it is and its state.
 struct Path {
     pc: usize,
     st: State,
-    ancestors: Vec<u32>,
 }
 
 /// The walk over all paths of one program.
@@ -26,12 +24,32 @@ pub struct Engine<'a> {
     prog: &'a [Insn],
     env: &'a Env<'a>,
     cfg: Cfg,
-    explored: Vec<Vec<(u32, State)>>,
+    explored: Vec<Vec<Explored>>,
+    /// Stored states not yet fully explored, with the pending-stack height
+    /// when they were stored (non-decreasing from bottom to top).
+    open: Vec<(usize, u32)>,
+    /// Per stored-state id: all its paths have been explored.
+    complete: Vec<bool>,
     stored: u64,
     next_state_id: u32,
     next_ptr_id: u32,
     stats: Stats,
 }
+
+/// A stored state and how useful it has been.
+struct Explored {
+    id: u32,
+    st: State,
+    hits: u32,
+    misses: u32,
+}
+
+/// A stored state that failed this many more times than it helped
+/// (`misses > hits * MISS_RATIO + MISS_SLACK`) is dropped, as Linux does:
+/// it keeps the lists short where states never repeat, e.g. at the head
+/// of a loop whose counter differs in every iteration.
+const MISS_RATIO: u32 = 3;
+const MISS_SLACK: u32 = 3;
 
 enum Flow {
     Continue,
@@ -65,7 +83,9 @@ impl<'a> Engine<'a> {
             prog,
             env,
             cfg,
-            explored: vec![Vec::new(); prog.len()],
+            explored: (0..prog.len()).map(|_| Vec::new()).collect(),
+            open: Vec::new(),
+            complete: Vec::new(),
             stored: 0,
             next_state_id: 0,
             next_ptr_id: 0,
@@ -74,8 +94,9 @@ impl<'a> Engine<'a> {
     }
 
     pub fn run(mut self) -> Result<Stats, VerifyError> {
-        let mut pending = vec![Path { pc: 0, st: State::entry(), ancestors: Vec::new() }];
+        let mut pending = vec![Path { pc: 0, st: State::entry() }];
         while let Some(mut cur) = pending.pop() {
+            self.finish_below(pending.len());
             loop {
                 self.stats.insns_processed += 1;
                 let cap = self.env.limits.insns_processed_max;
@@ -87,7 +108,7 @@ impl<'a> Engine<'a> {
                         VerifyError::TooComplex { insn, cap }
                     });
                 }
-                if self.cfg.prune_point[cur.pc] && self.visit(&mut cur)? {
+                if self.cfg.prune_point[cur.pc] && self.visit(&cur, pending.len())? {
                     break;
                 }
                 match self.step(&mut cur, &mut pending)? {
@@ -99,10 +120,27 @@ impl<'a> Engine<'a> {
         Ok(self.stats)
     }
 
-    /// At a prune point: `true` if a stored state covers the path (cut it);
-    /// otherwise the state is stored. A covering state that is an ancestor
-    /// means the loop can repeat forever.
-    fn visit(&mut self, cur: &mut Path) -> Result<bool, VerifyError> {
+    /// A path was just popped from index `popped` of the pending stack: every
+    /// stored state whose descendants all sat at or above that index (it was
+    /// stored when the stack was taller) has now been fully explored.
+    /// (Depth-first order guarantees a state's descendants are exactly its
+    /// own continuation plus the paths pushed above it.)
+    fn finish_below(&mut self, popped: usize) {
+        while let Some(&(height, id)) = self.open.last() {
+            if height <= popped {
+                break;
+            }
+            self.open.pop();
+            if let Some(c) = self.complete.get_mut(id as usize) {
+                *c = true;
+            }
+        }
+    }
+
+    /// At a prune point: `true` if a fully explored stored state covers the
+    /// path (cut it); otherwise the state is stored. A covering state that is
+    /// still open is an ancestor: the path went around a loop back to it.
+    fn visit(&mut self, cur: &Path, pending_len: usize) -> Result<bool, VerifyError> {
         let pc = cur.pc;
         let live = self.cfg.live_in[pc];
         let mut masked = cur.st.clone();
@@ -111,17 +149,27 @@ impl<'a> Engine<'a> {
                 *reg = Reg::NotInit;
             }
         }
-        for (id, old) in &self.explored[pc] {
-            if old.subsumes(&masked) {
-                if !cur.ancestors.contains(id) {
+        let mut i = 0;
+        while i < self.explored[pc].len() {
+            let e = &mut self.explored[pc][i];
+            if e.st.subsumes(&masked) {
+                if self.complete.get(e.id as usize).copied().unwrap_or(true) {
+                    e.hits += 1;
                     return Ok(true);
                 }
                 // Covered by a state on its own path: the loop came back to
                 // where it was. Identical means it never makes progress;
                 // otherwise walk on (the cap bounds a loop that never ends).
-                if *old == masked {
+                if e.st == masked {
                     return Err(VerifyError::InfiniteLoop { insn: pc });
                 }
+            }
+            e.misses += 1;
+            if e.misses > e.hits * MISS_RATIO + MISS_SLACK {
+                self.explored[pc].swap_remove(i);
+                self.stored -= 1;
+            } else {
+                i += 1;
             }
         }
         if self.stored < self.env.limits.states_max {
@@ -132,11 +180,12 @@ impl<'a> Engine<'a> {
                 list.remove(0);
                 self.stored -= 1;
             }
-            list.push((id, masked));
+            list.push(Explored { id, st: masked, hits: 0, misses: 0 });
             self.stored += 1;
             self.stats.states += 1;
             self.stats.peak_states = self.stats.peak_states.max(self.stored);
-            cur.ancestors.push(id);
+            self.open.push((pending_len, id));
+            self.complete.push(false);
         }
         Ok(false)
     }
@@ -215,7 +264,7 @@ impl<'a> Engine<'a> {
         let target = Self::target(pc, ins.off);
         match (taken, fall) {
             (Some(t), Some(f)) => {
-                pending.push(Path { pc: target, st: t, ancestors: cur.ancestors.clone() });
+                pending.push(Path { pc: target, st: t });
                 cur.st = f;
                 cur.pc += 1;
             }
