@@ -86,8 +86,9 @@ pub fn parse(text: &str) -> Result<TestCase, ParseError> {
 
 /// Runs `prog` on `mem` as a conformance plugin does: r1 = `mem`, r2 = its
 /// length (set by a `mov r2, len` slot put in front of the program, which
-/// changes no relative offset). Errors are returned as text; a panic inside
-/// the engine is caught and reported as an error.
+/// changes no relative offset; instruction numbers in error messages count
+/// that slot, so they are one more than in the vector). Errors are returned
+/// as text; a panic inside the engine is caught and reported as an error.
 pub fn run(prog: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, String> {
     let len = i32::try_from(mem.len()).map_err(|_| "memory larger than 2 GiB".to_string())?;
     let mut full = Vec::with_capacity(prog.len() + 1);
