@@ -4,6 +4,8 @@
 // The assembler reinterprets bit patterns (immediates, offsets) on purpose.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
+pub mod programs;
+
 use ebpf_runtime::insn::*;
 use ebpf_runtime::map_spec::{MapKind, MapSpec};
 use ebpf_runtime::verifier::{verify, Env, Limits, Stats, VerifyError};
