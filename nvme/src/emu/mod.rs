@@ -259,8 +259,11 @@ impl EmulatedController {
         let mut guard = lock(slot);
         let Some(sq) = guard.as_mut() else { return };
         let tail = self.doorbells[2 * usize::from(qid)].load(Ordering::Acquire);
-        let mut bounce = self.bounce.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
-        if tail < u32::from(sq.entries) {
+        if tail < u32::from(sq.entries) && u32::from(sq.head) != tail {
+            // Only a file-backed namespace needs a bounce buffer; take one
+            // from the shared stack only then (memory backing copies directly).
+            let file_backed = matches!(self.backing, Backing::File(_));
+            let mut bounce = if file_backed { self.bounce.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default() } else { Bounce::default() };
             // `tail < entries <= u16::MAX`.
             let tail = tail as u16;
             let now = if self.cfg.latency.is_none() { None } else { Some(Instant::now()) };
@@ -288,8 +291,10 @@ impl EmulatedController {
                 let pos = sq.pending.iter().rposition(|(d, _)| *d <= due).map_or(0, |p| p + 1);
                 sq.pending.insert(pos, (due, cqe));
             }
+            if file_backed {
+                self.bounce.lock().unwrap_or_else(|p| p.into_inner()).push(bounce);
+            }
         }
-        self.bounce.lock().unwrap_or_else(|p| p.into_inner()).push(bounce);
         if sq.pending.is_empty() {
             return;
         }
