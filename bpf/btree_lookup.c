@@ -22,19 +22,9 @@ int btree_lookup(struct bpf_xrp *ctx)
 	s[SFE_LK_NODES] += 1;
 
 	/* lo = number of keys <= key */
-	__u32 lo = 0, hi = n;
-#pragma clang loop unroll(full)
-	for (int i = 0; i < SFE_BT_SEARCH_STEPS; i++) {
-		if (lo < hi) {
-			__u32 mid = (lo + hi) >> 1;
-			if (mid >= SFE_BT_FANOUT)
-				return SFE_ERR_BAD_NODE;
-			if (keys[mid] <= key)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-	}
+	__u32 lo = sfe_bt_rank(keys, n, key);
+	if (lo > SFE_BT_FANOUT)
+		return SFE_ERR_BAD_NODE;
 	if (kind == SFE_BT_KIND_LEAF) {
 		s[SFE_LK_FOUND] = 0;
 		if (lo > 0 && lo <= SFE_BT_FANOUT && keys[lo - 1] == key) {

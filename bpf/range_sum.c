@@ -22,19 +22,9 @@ int range_sum(struct bpf_xrp *ctx)
 	s[SFE_RS_NODES] += 1;
 
 	if (kind == SFE_BT_KIND_INNER) {
-		__u32 lo = 0, hi = n;
-#pragma clang loop unroll(full)
-		for (int i = 0; i < SFE_BT_SEARCH_STEPS; i++) {
-			if (lo < hi) {
-				__u32 mid = (lo + hi) >> 1;
-				if (mid >= SFE_BT_FANOUT)
-					return SFE_ERR_BAD_NODE;
-				if (keys[mid] <= lo_key)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-		}
+		__u32 lo = sfe_bt_rank(keys, n, lo_key);
+		if (lo > SFE_BT_FANOUT)
+			return SFE_ERR_BAD_NODE;
 		/* The child holding lo_key, or the first child if lo_key is smaller than all. */
 		__u32 c = lo == 0 ? 0 : lo - 1;
 		if (c >= SFE_BT_FANOUT)

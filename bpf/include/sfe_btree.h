@@ -75,4 +75,29 @@
 /* Errors a program reports by returning them (the chain aborts with it). */
 #define SFE_ERR_BAD_NODE 1
 
+/*
+ * For BPF programs: the number of keys <= key among the node's first n keys
+ * (binary search, a fixed number of steps the verifier can follow), or
+ * SFE_BT_FANOUT + 1 if a probe would leave the node.
+ */
+#ifdef XRP_H
+static __always_inline __u32 sfe_bt_rank(const __u64 *keys, __u32 n, __u64 key)
+{
+	__u32 lo = 0, hi = n;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < SFE_BT_SEARCH_STEPS; i++) {
+		if (lo < hi) {
+			__u32 mid = (lo + hi) >> 1;
+			if (mid >= SFE_BT_FANOUT)
+				return SFE_BT_FANOUT + 1;
+			if (keys[mid] <= key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	return lo;
+}
+#endif
+
 #endif /* SFE_BTREE_H */
