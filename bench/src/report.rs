@@ -19,6 +19,7 @@ mod draw;
 mod select;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::path::{Path, PathBuf};
 

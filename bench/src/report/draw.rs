@@ -19,6 +19,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::select::{LineChart, XAxis, ENGINES};
+use super::text::GlyphText;
 
 /// Pixels (PNG) or user units (SVG).
 const SIZE: (u32, u32) = (1024, 640);
@@ -29,8 +30,12 @@ const Y_HEADROOM: f64 = 0.1;
 
 /// One colour per known engine ([`ENGINES`] order), so an engine looks the
 /// same in every chart; other engines take [`Palette99`] colours.
-const ENGINE_COLOURS: [RGBColor; 4] =
-    [RGBColor(214, 39, 40), RGBColor(255, 127, 14), RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
+const ENGINE_COLOURS: [RGBColor; 4] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+];
 
 pub(crate) fn svg(chart: &LineChart, path: &Path) -> Result<()> {
     embedded_font()?;
@@ -39,7 +44,10 @@ pub(crate) fn svg(chart: &LineChart, path: &Path) -> Result<()> {
 
 pub(crate) fn png(chart: &LineChart, path: &Path) -> Result<()> {
     embedded_font()?;
-    draw(BitMapBackend::new(path, SIZE).into_drawing_area(), chart)
+    draw(
+        GlyphText(BitMapBackend::new(path, SIZE)).into_drawing_area(),
+        chart,
+    )
 }
 
 /// Registers the embedded font once per process.
@@ -48,7 +56,8 @@ fn embedded_font() -> Result<()> {
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR).is_ok()
     });
-    ok.then_some(()).ok_or_else(|| anyhow!("the embedded Noto Sans font does not parse"))
+    ok.then_some(())
+        .ok_or_else(|| anyhow!("the embedded Noto Sans font does not parse"))
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &LineChart) -> Result<()>
@@ -61,7 +70,15 @@ where
     let x = x_range(c);
     let y = 0.0..y_top(c);
     match &c.x_axis {
-        XAxis::Ticks(t) => plot(&area, c, Ticked { inner: x.into(), ticks: t.clone() }, y)?,
+        XAxis::Ticks(t) => plot(
+            &area,
+            c,
+            Ticked {
+                inner: x.into(),
+                ticks: t.clone(),
+            },
+            y,
+        )?,
         XAxis::Linear => plot(&area, c, x, y)?,
         XAxis::Log => plot(&area, c, x.log_scale(), y)?,
     }
@@ -158,7 +175,9 @@ fn colour(engine: &str, index: usize) -> RGBColor {
 /// The x span of all points, padded so end points are not on the frame.
 fn x_range(c: &LineChart) -> Range<f64> {
     let xs = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+        (l.min(x), h.max(x))
+    });
     if !(lo.is_finite() && hi.is_finite()) {
         return 0.0..1.0;
     }
@@ -177,8 +196,14 @@ fn x_range(c: &LineChart) -> Range<f64> {
 
 /// The y axis starts at zero; its top clears the highest point.
 fn y_top(c: &LineChart) -> f64 {
-    let hi = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
-    (hi * (1.0 + Y_HEADROOM)).max(c.y_min_top).max(f64::MIN_POSITIVE)
+    let hi = c
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    (hi * (1.0 + Y_HEADROOM))
+        .max(c.y_min_top)
+        .max(f64::MIN_POSITIVE)
 }
 
 /// Axis labels: "1.5M", "250k", "12", "0.25".
