@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::IntoLogRange;
+use plotters::coord::combinators::LogCoord;
 use plotters::coord::ranged1d::{
     AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter,
 };
@@ -25,6 +26,8 @@ use super::text::GlyphText;
 const SIZE: (u32, u32) = (1024, 640);
 /// The family plotters asks for by default; the embedded font answers it.
 const FONT: &str = "sans-serif";
+/// Enough for latencies from nanoseconds to hours.
+const MAX_LOG_TICKS: usize = 60;
 /// Headroom above the highest point, as a fraction of it.
 const Y_HEADROOM: f64 = 0.1;
 
@@ -70,17 +73,24 @@ where
     let x = x_range(c);
     let y = 0.0..y_top(c);
     match &c.x_axis {
-        XAxis::Ticks(t) => plot(
-            &area,
-            c,
-            Ticked {
-                inner: x.into(),
-                ticks: t.clone(),
-            },
-            y,
-        )?,
+        XAxis::Ticks(t) => {
+            let inner: RangedCoordf64 = x.into();
+            plot(
+                &area,
+                c,
+                Ticked {
+                    inner,
+                    ticks: t.clone(),
+                },
+                y,
+            )?;
+        }
         XAxis::Linear => plot(&area, c, x, y)?,
-        XAxis::Log => plot(&area, c, x.log_scale(), y)?,
+        XAxis::Log => {
+            let ticks = log_ticks(&x);
+            let inner: LogCoord<f64> = x.log_scale().into();
+            plot(&area, c, Ticked { inner, ticks }, y)?;
+        }
     }
     root.present()?;
     Ok(())
@@ -132,15 +142,15 @@ where
     Ok(())
 }
 
-/// A linear f64 axis with a tick at each given value. (plotters'
-/// `with_key_points` does the same but its f64 form cannot draw a mesh: it
-/// has no value formatter.)
-struct Ticked {
-    inner: RangedCoordf64,
+/// An f64 axis (linear or log) with a tick at each given value and no light
+/// grid lines. (plotters' `with_key_points` does the same but its f64 form
+/// cannot draw a mesh: it has no value formatter.)
+struct Ticked<R> {
+    inner: R,
     ticks: Vec<f64>,
 }
 
-impl Ranged for Ticked {
+impl<R: Ranged<ValueType = f64>> Ranged for Ticked<R> {
     type FormatOption = DefaultFormatting;
     type ValueType = f64;
 
@@ -160,6 +170,22 @@ impl Ranged for Ticked {
     fn range(&self) -> Range<f64> {
         self.inner.range()
     }
+}
+
+/// Log-axis ticks: 1, 2 and 5 times each power of ten inside `range`.
+fn log_ticks(range: &Range<f64>) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(range.start.log10().floor());
+    while decade <= range.end && ticks.len() < MAX_LOG_TICKS {
+        ticks.extend(
+            [1.0, 2.0, 5.0]
+                .map(|m| m * decade)
+                .into_iter()
+                .filter(|t| range.contains(t)),
+        );
+        decade *= 10.0;
+    }
+    ticks
 }
 
 fn colour(engine: &str, index: usize) -> RGBColor {
@@ -238,5 +264,11 @@ mod tests {
         assert_eq!(number(250.4), "250");
         assert_eq!(number(25_000.0), "25k");
         assert_eq!(number(1_500_000.0), "1.5M");
+    }
+
+    #[test]
+    fn log_ticks_are_one_two_five_per_decade() {
+        assert_eq!(super::log_ticks(&(6.0..130.0)), [10.0, 20.0, 50.0, 100.0]);
+        assert_eq!(super::log_ticks(&(0.8..3.0)), [1.0, 2.0]);
     }
 }
