@@ -261,6 +261,17 @@ impl Gen<'_> {
                 _ => a.jmp(op, idx, bound, &skip),
             };
         }
+        if self.rng.chance(30) {
+            // Through the stack: a spill of the bounded index, read back with
+            // a possibly different size or offset.
+            let ssize = self.rng.pick(&SIZES);
+            let slot = -8 * self.rng.range(1, 8) as i16;
+            let soff = slot + if self.rng.chance(70) { 0 } else { self.rng.range(0, 7) as i16 };
+            let rsize = if self.rng.chance(70) { ssize } else { self.rng.pick(&SIZES) };
+            let roff = if self.rng.chance(70) { soff } else { slot + self.rng.range(0, 7) as i16 };
+            let fill = self.rng.pick(&[0, -1, 0x1000, 0x7fff_ffff, 1 << 16]);
+            a = a.st(DW, R10, slot, fill).stx(ssize, R10, idx, soff).ldx(rsize, idx, R10, roff);
+        }
         let size = self.rng.pick(&SIZES);
         let off = self.rng.range(-8, 8) as i16;
         a = a.movr(other, base);

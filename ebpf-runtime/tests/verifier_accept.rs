@@ -203,3 +203,21 @@ fn infeasible_branch_is_not_walked() {
             .build(),
     );
 }
+
+#[test]
+fn narrow_spill_of_a_bounded_value_keeps_its_bounds() {
+    // clang spills 32-bit values with 4-byte stores.
+    accept(
+        &Asm::new()
+            .ldx(DW, R2, R1, 0)
+            .ldx(H, R3, R2, 0)
+            .alu32(ALU_AND, R3, 0xff8)
+            .stx(W, R10, R3, -4)
+            .mov(R3, 0)
+            .ldx(W, R4, R10, -4)
+            .alur(ALU_ADD, R2, R4)
+            .ldx(DW, R0, R2, 0)
+            .exit()
+            .build(),
+    );
+}

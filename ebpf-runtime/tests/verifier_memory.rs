@@ -171,3 +171,19 @@ fn store_into_read_only_map() {
     let e = reject(&Asm::new().ld_map_value(R2, 1, 0).st(DW, R2, 0, 1).ret0().build(), "write into read-only map '.rodata'");
     assert!(matches!(e, VerifyError::ReadOnlyMap { insn: 2, .. }));
 }
+
+#[test]
+fn narrow_spill_read_with_another_size_is_unbounded() {
+    // The 4-byte field holds 0..=0xff8, but a 2-byte read at +2 is other data.
+    let p = Asm::new()
+        .ldx(DW, R2, R1, 0)
+        .ldx(H, R3, R2, 0)
+        .alu32(ALU_AND, R3, 0xff8)
+        .stx(W, R10, R3, -8)
+        .ldx(H, R4, R10, -6)
+        .alur(ALU_ADD, R2, R4)
+        .ldx(DW, R0, R2, 0)
+        .exit()
+        .build();
+    reject(&p, "invalid access to data block off=65535 size=8");
+}

@@ -133,7 +133,7 @@ pub fn store(
             if is_ptr && !whole_slot {
                 return Err(VerifyError::PartialSpill { insn, off: o, size });
             }
-            st.stack.write(o, size, whole_slot.then_some(value));
+            st.stack.write(o, size, Some(value));
             Ok(())
         }
         kind => {

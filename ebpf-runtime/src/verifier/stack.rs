@@ -1,8 +1,11 @@
 //! The 512-byte stack of one frame, tracked per 8-byte slot: either bytes
 //! that are uninitialised or hold plain data, or a spilled register (kept
-//! whole so that a pointer or a bounded scalar survives a spill and fill).
+//! whole so that a pointer or a bounded scalar survives a spill and fill),
+//! or plain bytes of which one naturally aligned 1-, 2- or 4-byte field
+//! holds a known scalar (clang spills 32-bit values that way).
 
 use super::regs::Reg;
+use super::scalar::Scalar;
 
 /// Bytes of stack below r10.
 pub const STACK_SIZE: i64 = 512;
@@ -20,6 +23,26 @@ pub enum Byte {
 pub enum Slot {
     Bytes([Byte; 8]),
     Spill(Reg),
+    /// Plain bytes where `size` bytes at byte `at` hold `value` (which fits
+    /// in them, so a zero-extending load of that field gives it back).
+    Narrow { bytes: [Byte; 8], at: u8, size: u8, value: Scalar },
+}
+
+impl Slot {
+    /// The slot as plain bytes, if it holds no spilled register.
+    pub fn as_bytes(&self) -> Option<[Byte; 8]> {
+        match self {
+            Slot::Bytes(b) => Some(*b),
+            Slot::Narrow { bytes, at, size, .. } => {
+                let mut b = *bytes;
+                for x in &mut b[usize::from(*at)..usize::from(*at + *size)] {
+                    *x = Byte::Misc;
+                }
+                Some(b)
+            }
+            Slot::Spill(_) => None,
+        }
+    }
 }
 
 const EMPTY: Slot = Slot::Bytes([Byte::Invalid; 8]);
@@ -58,10 +81,12 @@ impl Stack {
         &mut self.slots[i]
     }
 
-    /// Records a store of `size` bytes at r10+`off` (in bounds). `spill` is
-    /// the stored register when the store is a whole aligned 8-byte slot.
-    pub fn write(&mut self, off: i64, size: u32, spill: Option<Reg>) {
-        if let (Some(reg), 8, 0) = (spill, size, off.rem_euclid(SLOT)) {
+    /// Records a store of `size` bytes at r10+`off` (in bounds). `value` is
+    /// the stored register: kept whole for an aligned 8-byte store, kept as
+    /// a narrow field for an aligned smaller store of a scalar that fits.
+    pub fn write(&mut self, off: i64, size: u32, value: Option<Reg>) {
+        let aligned = off.rem_euclid(i64::from(size)) == 0;
+        if let (Some(reg), 8, true) = (value, size, aligned) {
             let (slot, _) = locate(off);
             *self.slot_mut(slot) = Slot::Spill(reg);
             return;
@@ -75,8 +100,22 @@ impl Stack {
                 let rest = if matches!(reg, Reg::Ptr(_)) { Byte::Invalid } else { Byte::Misc };
                 *s = Slot::Bytes([rest; 8]);
             }
+            if let Some(bytes) = s.as_bytes() {
+                *s = Slot::Bytes(bytes);
+            }
             if let Slot::Bytes(bytes) = s {
                 bytes[byte] = Byte::Misc;
+            }
+        }
+        if let (Some(Reg::Scalar(v)), true, 1 | 2 | 4) = (value, aligned, size) {
+            if v.umax < 1u64 << (8 * size) {
+                let (slot, at) = locate(off);
+                let s = self.slot_mut(slot);
+                if let Slot::Bytes(bytes) = *s {
+                    // Both fit: at < 8 and size <= 4.
+                    let (at, size) = (u8::try_from(at).unwrap_or(0), u8::try_from(size).unwrap_or(0));
+                    *s = Slot::Narrow { bytes, at, size, value: v };
+                }
             }
         }
     }
@@ -92,6 +131,12 @@ impl Stack {
                 };
             }
         }
+        let (slot, byte) = locate(off);
+        if let Slot::Narrow { at, size: n, value, .. } = self.slot(slot) {
+            if usize::from(at) == byte && u32::from(n) == size {
+                return Ok(Some(Reg::Scalar(value)));
+            }
+        }
         self.check_data(off, size)?;
         Ok(None)
     }
@@ -105,8 +150,8 @@ impl Stack {
                 Slot::Spill(Reg::Ptr(_)) => return Err(StackFault::PartialSpill),
                 Slot::Spill(Reg::NotInit) => return Err(StackFault::Uninit),
                 Slot::Spill(Reg::Scalar(_)) => {}
-                Slot::Bytes(bytes) => {
-                    if bytes[byte] == Byte::Invalid {
+                other => {
+                    if other.as_bytes().is_some_and(|bytes| bytes[byte] == Byte::Invalid) {
                         return Err(StackFault::Uninit);
                     }
                 }
@@ -150,6 +195,21 @@ mod tests {
         assert_eq!(s.read(-16, 4), Ok(None));
         assert_eq!(s.read(-16, 8), Err(StackFault::Uninit));
         assert_eq!(s.read(-200, 1), Err(StackFault::Uninit));
+    }
+
+    #[test]
+    fn narrow_scalar_store_reads_back_exactly() {
+        let mut s = Stack::default();
+        s.write(-8, 4, Some(Reg::Scalar(Scalar::urange(0, 255))));
+        assert_eq!(s.read(-8, 4), Ok(Some(Reg::Scalar(Scalar::urange(0, 255)))));
+        assert_eq!(s.read(-8, 2), Ok(None));
+        assert_eq!(s.read(-4, 4), Err(StackFault::Uninit));
+        // Any other store into the slot forgets the field's value.
+        s.write(-6, 1, None);
+        assert_eq!(s.read(-8, 4), Ok(None));
+        // A value that does not fit its bytes is not kept.
+        s.write(-16, 2, Some(Reg::Scalar(Scalar::urange(0, 70_000))));
+        assert_eq!(s.read(-16, 2), Ok(None));
     }
 
     #[test]

@@ -72,16 +72,32 @@ fn reg_subsumes(old: &Reg, new: &Reg, ids: &mut IdMap) -> bool {
 }
 
 fn slot_subsumes(old: &Slot, new: &Slot, ids: &mut IdMap) -> bool {
+    let bytes_cover = |ob: [Byte; 8], nb: [Byte; 8]| ob.iter().zip(nb.iter()).all(|(o, n)| *o == Byte::Invalid || *n == Byte::Misc);
     match (old, new) {
         (Slot::Spill(o), Slot::Spill(n)) => reg_subsumes(o, n, ids),
-        (Slot::Spill(Reg::Scalar(s)), Slot::Bytes(bytes)) => {
-            *s == Scalar::unknown() && bytes.iter().all(|b| *b == Byte::Misc)
+        (Slot::Spill(Reg::Scalar(s)), n) => {
+            *s == Scalar::unknown() && n.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Misc))
         }
-        (Slot::Spill(_), Slot::Bytes(_)) => false,
-        (Slot::Bytes(ob), Slot::Bytes(nb)) => ob.iter().zip(nb.iter()).all(|(o, n)| *o == Byte::Invalid || *n == Byte::Misc),
-        (Slot::Bytes(ob), Slot::Spill(n)) => {
-            ob.iter().all(|o| *o == Byte::Invalid) || matches!(n, Reg::Scalar(_))
+        (Slot::Spill(_), _) => false,
+        (o, Slot::Spill(n)) => {
+            // A spilled scalar reads like plain bytes, except an old narrow
+            // field would have read back a narrower value.
+            let narrow_precise =
+                matches!(o, Slot::Narrow { size, value, .. } if *value != Scalar::bits(u32::from(*size) * 8));
+            o.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Invalid))
+                || (matches!(n, Reg::Scalar(_)) && !narrow_precise)
         }
+        (
+            Slot::Narrow { bytes: ob, at: oa, size: os, value: ov },
+            Slot::Narrow { bytes: nb, at: na, size: ns, value: nv },
+        ) if oa == na && os == ns => {
+            ov.contains(nv) && bytes_cover(*ob, *nb) && old.as_bytes().zip(new.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
+        }
+        (Slot::Narrow { size, value, .. }, n) => {
+            *value == Scalar::bits(u32::from(*size) * 8)
+                && old.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
+        }
+        (o, n) => o.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n)),
     }
 }
 
@@ -106,6 +122,19 @@ mod tests {
         new.regs[3] = Reg::constant(1);
         assert!(old.subsumes(&new));
         assert!(!new.subsumes(&old));
+    }
+
+    #[test]
+    fn narrow_field_is_not_covered_by_a_wider_spill() {
+        let mut old = State::entry();
+        let mut new = State::entry();
+        old.stack.write(-8, 4, Some(Reg::Scalar(Scalar::urange(0, 9))));
+        new.stack.write(-8, 8, Some(Reg::unknown()));
+        assert!(!old.subsumes(&new));
+        let mut wider = State::entry();
+        wider.stack.write(-8, 4, Some(Reg::Scalar(Scalar::urange(0, 99))));
+        assert!(wider.subsumes(&old));
+        assert!(!old.subsumes(&wider));
     }
 
     #[test]
