@@ -187,3 +187,13 @@ fn narrow_spill_read_with_another_size_is_unbounded() {
         .build();
     reject(&p, "invalid access to data block off=65535 size=8");
 }
+
+#[test]
+fn data_block_size_comes_from_the_environment() {
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R0, R2, 504).exit().build();
+    assert!(check_data_size(&p, 512).is_ok());
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R0, R2, 512).exit().build();
+    let e = check_data_size(&p, 512).unwrap_err();
+    assert_eq!(e.to_string(), "invalid access to data block off=512 size=8 (insn 1)");
+    assert!(check_data_size(&p, 4096).is_ok());
+}

@@ -43,6 +43,13 @@ pub fn check_with(prog: &[Insn], limits: Limits) -> Result<Stats, VerifyError> {
     verify(prog, &env)
 }
 
+/// Verifies against a data block of `data_size` bytes.
+pub fn check_data_size(prog: &[Insn], data_size: u32) -> Result<Stats, VerifyError> {
+    let maps = maps();
+    let env = Env { maps: &maps, data_size, scratch_size: 4096, limits: Limits::default() };
+    verify(prog, &env)
+}
+
 pub fn check(prog: &[Insn]) -> Result<Stats, VerifyError> {
     check_with(prog, Limits::default())
 }
