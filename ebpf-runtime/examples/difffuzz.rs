@@ -131,7 +131,9 @@ impl Gen<'_> {
         let size = self.rng.pick(&SIZES);
         let off = self.offset(len, size_bytes(size));
         let r = self.scalar();
+        let sx = size != DW && self.rng.chance(20);
         match self.rng.below(3) {
+            0 if sx => self.emit(|a| a.raw(Insn { opc: CLASS_LDX | MODE_MEMSX | size, dst: r, src: base, off, imm: 0 })),
             0 => self.emit(|a| a.ldx(size, r, base, off)),
             1 => {
                 let imm = self.rng.range(-5, 5) as i32;
@@ -231,8 +233,9 @@ impl Gen<'_> {
                 self.rng.range(-70, 4100)
             } as i32;
             let imm = if op == ALU_NEG { 0 } else { imm };
-            a = match self.rng.below(4) {
+            a = match self.rng.below(5) {
                 0 => a.alu32(op, idx, imm),
+                4 => a.raw(Insn { opc: CLASS_ALU64 | ALU_MOV | SRC_X, dst: idx, src: idx, off: self.rng.pick(&[8, 16, 32]), imm: 0 }),
                 1 if op != ALU_NEG => a.ldx(B, other, src, self.rng.range(0, 255) as i16).alur(op, idx, other),
                 _ => a.alu(op, idx, imm),
             };
@@ -287,6 +290,20 @@ impl Gen<'_> {
     }
 
     fn alu(&mut self) {
+        if self.rng.chance(15) {
+            // CPU v4 forms the runtime lowers: movsx and bswap.
+            let (dst, src) = (self.scalar(), self.scalar());
+            let i = if self.rng.chance(50) {
+                let is64 = self.rng.chance(60);
+                let off = if is64 { self.rng.pick(&[8, 16, 32]) } else { self.rng.pick(&[8, 16]) };
+                let class = if is64 { CLASS_ALU64 } else { CLASS_ALU };
+                Insn { opc: class | ALU_MOV | SRC_X, dst, src, off, imm: 0 }
+            } else {
+                Insn { opc: CLASS_ALU64 | ALU_END, dst, src: 0, off: 0, imm: self.rng.pick(&[16, 32, 64]) }
+            };
+            self.emit(|a| a.raw(i));
+            return;
+        }
         let op = self.rng.pick(&[
             ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_NEG, ALU_MOD, ALU_XOR,
             ALU_MOV, ALU_ARSH,

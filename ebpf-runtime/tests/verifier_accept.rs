@@ -221,3 +221,47 @@ fn narrow_spill_of_a_bounded_value_keeps_its_bounds() {
             .build(),
     );
 }
+
+fn raw(opc: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn { opc, dst, src, off, imm }
+}
+
+#[test]
+fn cpu_v4_instructions_the_runtime_lowers() {
+    // bswap64 of a constant, gotol over a bad instruction, movsx and ldxs.
+    let p = Asm::new()
+        .mov(R0, 0x100)
+        .raw(raw(CLASS_ALU64 | ALU_END, 0, 0, 0, 16)) // bswap16: 0x0001
+        .jmp(JMP_JNE, R0, 1, "bad") // never taken if bswap16 was exact
+        .raw(raw(CLASS_JMP32 | JMP_JA, 0, 0, 0, 1)) // gotol +1
+        .label("bad")
+        .ldx(DW, R0, R9, 0) // r9 is uninitialised: must not be walked
+        .ldx(DW, R2, R1, 0)
+        .raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_B, 3, 2, 0, 0)) // r3 = (s8) data[0]: -128..=127
+        .alu(ALU_ADD, R3, 128) // 0..=255
+        .alur(ALU_ADD, R2, R3)
+        .ldx(DW, R4, R2, 0)
+        .raw(raw(CLASS_ALU64 | ALU_MOV | SRC_X, 5, 4, 16, 0)) // r5 = (s16) r4
+        .jmp(JMP_JSLT, R5, 0, "out")
+        .alu(ALU_AND, R5, 0xff)
+        .exit()
+        .label("out")
+        .ret0()
+        .build();
+    accept(&p);
+}
+
+#[test]
+fn sign_extended_values_are_signed_ranges() {
+    // (s8) of a byte may be negative: not usable as an offset unchecked.
+    let p = Asm::new()
+        .ldx(DW, R2, R1, 0)
+        .raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_B, 3, 2, 0, 0))
+        .alur(ALU_ADD, R2, R3)
+        .ldx(B, R0, R2, 0)
+        .exit()
+        .build();
+    reject(&p, "invalid access to data block off=-128 size=1");
+    // ldxs from the context is refused.
+    reject(&Asm::new().raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_W, 0, 1, 8, 0)).exit().build(), "invalid ctx access off=8 size=4");
+}

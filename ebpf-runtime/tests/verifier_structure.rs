@@ -43,17 +43,24 @@ fn legacy_packet_loads_are_refused_by_name() {
 }
 
 #[test]
-fn cpu_v4_instructions_are_refused_by_name() {
+fn cpu_v4_signed_division_is_refused_by_name() {
+    // rbpf has no signed division and the runtime does not lower it.
     let sdiv = raw(CLASS_ALU64 | ALU_DIV | SRC_K, 0, 0, 1, 3);
-    reject(&Asm::new().mov(R0, 1).raw(sdiv).exit().build(), "signed division");
-    let movsx = raw(CLASS_ALU64 | ALU_MOV | SRC_X, 0, 1, 8, 0);
-    reject(&Asm::new().mov(R1, 1).raw(movsx).exit().build(), "sign-extending move");
-    let ldsx = raw(CLASS_LDX | MODE_MEMSX | SIZE_W, 0, 1, 8, 0);
-    reject(&Asm::new().raw(ldsx).exit().build(), "sign-extending load");
-    let bswap = raw(CLASS_ALU64 | ALU_END, 0, 0, 0, 64);
-    reject(&Asm::new().mov(R0, 1).raw(bswap).exit().build(), "unconditional byte swap");
-    let gotol = raw(CLASS_JMP32 | JMP_JA, 0, 0, 0, 0);
-    reject(&Asm::new().raw(gotol).ret0().build(), "long jump");
+    reject(&Asm::new().mov(R0, 1).raw(sdiv).exit().build(), "signed division (BPF_SDIV/BPF_SMOD, CPU v4) is not supported");
+    let smod = raw(CLASS_ALU | ALU_MOD | SRC_X, 0, 1, 1, 0);
+    reject(&Asm::new().mov(R0, 1).mov(R1, 3).raw(smod).exit().build(), "signed division");
+}
+
+#[test]
+fn malformed_cpu_v4_forms_are_refused() {
+    // movsx widths: 8/16/32 in ALU64, 8/16 in ALU32.
+    let movsx = raw(CLASS_ALU | ALU_MOV | SRC_X, 0, 1, 32, 0);
+    reject(&Asm::new().mov(R1, 1).raw(movsx).exit().build(), "reserved field off");
+    // There is no 8-byte sign-extending load, and no register form of bswap.
+    reject(&Asm::new().raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_DW, 0, 1, 0, 0)).exit().build(), "unknown opcode 0x99");
+    reject(&Asm::new().mov(R0, 1).raw(raw(CLASS_ALU64 | ALU_END | SRC_X, 0, 0, 0, 64)).exit().build(), "unknown opcode 0xdf");
+    // gotol keeps its target in imm; off must be zero.
+    reject(&Asm::new().raw(raw(CLASS_JMP32 | JMP_JA, 0, 0, 1, 0)).ret0().build(), "reserved field off");
 }
 
 #[test]

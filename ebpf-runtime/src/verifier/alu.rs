@@ -44,11 +44,23 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize) -> Result<(), VerifyError> 
     let is64 = ins.class() == CLASS_ALU64;
     let op = ins.opc & 0xf0;
     let dst = ins.dst;
+    if op == ALU_MOV && ins.off != 0 {
+        // movsx (CPU v4, checked by the static pass): dst = (s<off>) src.
+        let bits = u32::from(ins.off.unsigned_abs());
+        let r = match read(st, insn, ins.src)? {
+            Reg::Scalar(a) if is64 => a.sext(bits),
+            Reg::Scalar(a) => a.sext(bits).trunc32(),
+            _ => return Err(VerifyError::PointerArith { insn, reg: ins.src, op: "movsx" }),
+        };
+        st.regs[usize::from(dst)] = Reg::Scalar(r);
+        return Ok(());
+    }
     if op == ALU_END {
         // Byte order conversion; opcode bit 0x08 selects to_be (a swap on
         // our little-endian hosts), otherwise to_le (a truncation).
         let r = match read(st, insn, dst)? {
-            Reg::Scalar(a) => a.endian(ins.imm.unsigned_abs(), ins.opc & SRC_X != 0),
+            // ALU64 END is bswap (CPU v4): always a swap.
+            Reg::Scalar(a) => a.endian(ins.imm.unsigned_abs(), is64 || ins.opc & SRC_X != 0),
             _ => return Err(VerifyError::PointerArith { insn, reg: dst, op: op_name(op) }),
         };
         st.regs[usize::from(dst)] = Reg::Scalar(r);

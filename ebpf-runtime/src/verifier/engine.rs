@@ -197,7 +197,8 @@ impl<'a> Engine<'a> {
         match ins.class() {
             CLASS_ALU | CLASS_ALU64 => alu::step(st, &ins, pc)?,
             CLASS_LDX => {
-                let v = mem::load(self.env, st, pc, ins.src, ins.off, size_of(ins.opc))?;
+                let sx = ins.opc & 0xe0 == MODE_MEMSX;
+                let v = mem::load(self.env, st, pc, ins.src, ins.off, size_of(ins.opc), sx)?;
                 st.regs[usize::from(ins.dst)] = v;
             }
             CLASS_ST => {
@@ -232,9 +233,9 @@ impl<'a> Engine<'a> {
         Ok(Flow::Continue)
     }
 
-    fn target(pc: usize, off: i16) -> usize {
+    fn target(pc: usize, ins: &Insn) -> usize {
         // In range: checked by the static pass.
-        usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + i64::from(off)).unwrap_or(0)
+        usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + super::structure::jump_offset(ins)).unwrap_or(0)
     }
 
     fn jump(&mut self, cur: &mut Path, pending: &mut Vec<Path>, ins: Insn) -> Result<Flow, VerifyError> {
@@ -242,7 +243,7 @@ impl<'a> Engine<'a> {
         let op = ins.opc & 0xf0;
         match op {
             JMP_JA => {
-                cur.pc = Self::target(pc, ins.off);
+                cur.pc = Self::target(pc, &ins);
                 return Ok(Flow::Continue);
             }
             JMP_EXIT => {
@@ -261,7 +262,7 @@ impl<'a> Engine<'a> {
         }
         let cmp = Cmp::of_op(op).ok_or(VerifyError::UnknownOpcode { insn: pc, opc: ins.opc })?;
         let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp)?;
-        let target = Self::target(pc, ins.off);
+        let target = Self::target(pc, &ins);
         match (taken, fall) {
             (Some(t), Some(f)) => {
                 pending.push(Path { pc: target, st: t });

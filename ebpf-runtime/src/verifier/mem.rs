@@ -78,28 +78,33 @@ fn data_value(size: u32) -> Reg {
     Reg::Scalar(Scalar::bits(size * 8))
 }
 
-/// `dst = *(size *)(reg + off)`: checks the access and returns the loaded value.
-pub fn load(env: &Env, st: &State, insn: usize, reg: u8, off: i16, size: u32) -> Result<Reg, VerifyError> {
+/// `dst = *(size *)(reg + off)`: checks the access and returns the loaded
+/// value (sign-extended from `size` bytes when `sx`, CPU v4 `ldxs`).
+pub fn load(env: &Env, st: &State, insn: usize, reg: u8, off: i16, size: u32, sx: bool) -> Result<Reg, VerifyError> {
     let p = base(st, insn, reg)?;
     let off = i64::from(off);
+    let plain = if sx { Reg::Scalar(Scalar::unknown().sext(size * 8)) } else { data_value(size) };
     match p.kind {
         PtrKind::Ctx => {
             let o = const_off(insn, reg, &p, off)?;
-            let f = ctx::field(o, size, false).ok_or(VerifyError::CtxAccess { insn, off: o, size, write: false })?;
+            let f = ctx::field(o, size, false)
+                .filter(|_| !sx)
+                .ok_or(VerifyError::CtxAccess { insn, off: o, size, write: false })?;
             Ok(ctx::load(f))
         }
         PtrKind::Stack => {
             let o = const_off(insn, reg, &p, off)?;
             stack_range(insn, o, size)?;
             match st.stack.read(o, size) {
+                Ok(Some(Reg::Scalar(v))) if sx => Ok(Reg::Scalar(v.sext(size * 8))),
                 Ok(Some(spilled)) => Ok(spilled),
-                Ok(None) => Ok(data_value(size)),
+                Ok(None) => Ok(plain),
                 Err(f) => Err(stack_fault(insn, o, size, f)),
             }
         }
         _ => {
             check_bounds(env, insn, reg, &p, off, size)?;
-            Ok(data_value(size))
+            Ok(plain)
         }
     }
 }

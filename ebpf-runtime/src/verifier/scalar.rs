@@ -112,6 +112,20 @@ impl Scalar {
         }
     }
 
+    /// Sign-extends the low `bits` bits (8, 16 or 32) to 64 bits.
+    pub fn sext(&self, bits: u32) -> Scalar {
+        let half = 1u64 << (bits - 1);
+        if let Some(v) = self.as_const() {
+            let low = v & ((half << 1) - 1);
+            return Scalar::constant(if low >= half { low | !((half << 1) - 1) } else { low });
+        }
+        if self.umax < half {
+            return *self;
+        }
+        let h = half as i64;
+        Scalar { smin: -h, smax: h - 1, ..Scalar::unknown() }.norm()
+    }
+
     pub fn add(&self, b: &Scalar) -> Scalar {
         let mut r = Scalar::unknown();
         if let (Some(lo), Some(hi)) = (self.umin.checked_add(b.umin), self.umax.checked_add(b.umax)) {
@@ -271,6 +285,15 @@ mod tests {
         assert_eq!((d.umin, d.umax), (0, 100));
         assert_eq!(Scalar::constant(7).rem(&Scalar::constant(0)).as_const(), Some(7));
         assert_eq!(Scalar::constant(9).div(&Scalar::constant(0)).as_const(), Some(0));
+    }
+
+    #[test]
+    fn sext_of_bytes() {
+        assert_eq!(Scalar::constant(0x80).sext(8).as_const(), Some(u64::MAX - 127));
+        assert_eq!(Scalar::constant(0x17f).sext(8).as_const(), Some(0x7f));
+        assert_eq!(Scalar::urange(0, 100).sext(8), Scalar::urange(0, 100));
+        let s = Scalar::urange(0, 200).sext(8);
+        assert_eq!((s.smin, s.smax), (-128, 127));
     }
 
     #[test]

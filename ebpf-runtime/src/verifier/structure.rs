@@ -2,8 +2,9 @@
 //! the opcode checks): known opcodes only, reserved fields zero, registers
 //! in range, r10 never written, complete `lddw`s, jump targets in range and
 //! not into an `lddw`, every instruction reachable, no falling off the end.
-//! The opcode set is what rbpf 0.4 executes (CPU v1-v3); CPU v4 additions
-//! and atomics are refused by name.
+//! The opcode set is CPU v1-v3 plus the v4 instructions the runtime lowers
+//! for rbpf (`bswap`, `gotol`, `movsx`, sign-extending loads); signed
+//! division and atomics are refused by name.
 
 use super::error::VerifyError;
 use super::helpers;
@@ -63,7 +64,7 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
         let s = if is_jmp && op == JMP_EXIT {
             [None, None]
         } else if is_jmp && op != JMP_CALL {
-            let target = i64::try_from(pc).unwrap_or(i64::MAX) + 1 + i64::from(ins.off);
+            let target = i64::try_from(pc).unwrap_or(i64::MAX) + 1 + jump_offset(ins);
             let t = usize::try_from(target)
                 .ok()
                 .filter(|t| *t < len)
@@ -109,6 +110,15 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
     Ok(Cfg { prune_point, has_back_edge, live_in })
 }
 
+/// The relative target of a jump: `imm` for `gotol` (JMP32 JA), else `off`.
+pub fn jump_offset(ins: &Insn) -> i64 {
+    if ins.class() == CLASS_JMP32 && ins.opc & 0xf0 == JMP_JA {
+        i64::from(ins.imm)
+    } else {
+        i64::from(ins.off)
+    }
+}
+
 fn reg_ok(insn: usize, reg: u8) -> Result<(), VerifyError> {
     if reg > 10 {
         return Err(VerifyError::InvalidRegister { insn, reg });
@@ -147,7 +157,7 @@ fn check_insn(prog: &[Insn], pc: usize, env: &Env) -> Result<(), VerifyError> {
         CLASS_LDX => {
             match opc & 0xe0 {
                 MODE_MEM => {}
-                MODE_MEMSX => return Err(unsupported(pc, "sign-extending load (BPF_MEMSX, CPU v4)")),
+                MODE_MEMSX if opc & 0x18 != SIZE_DW => {}
                 _ => return Err(unknown(pc, opc)),
             }
             dst_writable(pc, ins.dst)?;
@@ -191,8 +201,8 @@ fn check_alu(ins: &Insn, pc: usize) -> Result<(), VerifyError> {
         return Err(unknown(pc, opc));
     }
     if op == ALU_END {
-        if ins.class() == CLASS_ALU64 {
-            return Err(unsupported(pc, "unconditional byte swap (BPF_ALU64 BPF_END, CPU v4)"));
+        if ins.class() == CLASS_ALU64 && x {
+            return Err(unknown(pc, opc));
         }
         dst_writable(pc, ins.dst)?;
         zero(pc, i64::from(ins.src), "src")?;
@@ -202,10 +212,16 @@ fn check_alu(ins: &Insn, pc: usize) -> Result<(), VerifyError> {
         }
         return Ok(());
     }
+    let movsx_widths: &[i16] = if ins.class() == CLASS_ALU64 { &[8, 16, 32] } else { &[8, 16] };
+    if op == ALU_MOV && x && movsx_widths.contains(&ins.off) {
+        // movsx (CPU v4): sign-extends the low `off` bits of src.
+        dst_writable(pc, ins.dst)?;
+        reg_ok(pc, ins.src)?;
+        return zero(pc, i64::from(ins.imm), "imm");
+    }
     if ins.off != 0 {
         return Err(match op {
             ALU_DIV | ALU_MOD => unsupported(pc, "signed division (BPF_SDIV/BPF_SMOD, CPU v4)"),
-            ALU_MOV => unsupported(pc, "sign-extending move (BPF_MOVSX, CPU v4)"),
             _ => VerifyError::ReservedField { insn: pc, field: "off" },
         });
     }
@@ -268,15 +284,17 @@ fn check_jmp(ins: &Insn, pc: usize, class: u8, op: u8) -> Result<(), VerifyError
     let x = opc & SRC_X != 0;
     match op {
         JMP_JA => {
-            if class == CLASS_JMP32 {
-                return Err(unsupported(pc, "long jump (BPF_JMP32 BPF_JA, CPU v4)"));
-            }
             if x {
                 return Err(unknown(pc, opc));
             }
             zero(pc, i64::from(ins.dst), "dst")?;
             zero(pc, i64::from(ins.src), "src")?;
-            zero(pc, i64::from(ins.imm), "imm")
+            if class == CLASS_JMP32 {
+                // gotol (CPU v4): the target is in imm.
+                zero(pc, i64::from(ins.off), "off")
+            } else {
+                zero(pc, i64::from(ins.imm), "imm")
+            }
         }
         JMP_CALL | JMP_EXIT if class == CLASS_JMP32 => Err(unknown(pc, opc)),
         JMP_CALL => {
