@@ -143,16 +143,19 @@ impl<'a> Engine<'a> {
     fn visit(&mut self, cur: &Path, pending_len: usize) -> Result<bool, VerifyError> {
         let pc = cur.pc;
         let live = self.cfg.live_in[pc];
-        let mut masked = cur.st.clone();
-        for (r, reg) in masked.regs.iter_mut().enumerate() {
-            if live & (1 << r) == 0 {
-                *reg = Reg::NotInit;
+        let masked = || {
+            let mut m = cur.st.clone();
+            for (r, reg) in m.regs.iter_mut().enumerate() {
+                if live & (1 << r) == 0 {
+                    *reg = Reg::NotInit;
+                }
             }
-        }
+            m
+        };
         let mut i = 0;
         while i < self.explored[pc].len() {
             let e = &mut self.explored[pc][i];
-            if e.st.subsumes(&masked) {
+            if e.st.subsumes_live(&cur.st, live) {
                 if self.complete.get(e.id as usize).copied().unwrap_or(true) {
                     e.hits += 1;
                     return Ok(true);
@@ -160,7 +163,7 @@ impl<'a> Engine<'a> {
                 // Covered by a state on its own path: the loop came back to
                 // where it was. Identical means it never makes progress;
                 // otherwise walk on (the cap bounds a loop that never ends).
-                if e.st == masked {
+                if e.st == masked() {
                     return Err(VerifyError::InfiniteLoop { insn: pc });
                 }
             }
@@ -180,7 +183,7 @@ impl<'a> Engine<'a> {
                 list.remove(0);
                 self.stored -= 1;
             }
-            list.push(Explored { id, st: masked, hits: 0, misses: 0 });
+            list.push(Explored { id, st: masked(), hits: 0, misses: 0 });
             self.stored += 1;
             self.stats.states += 1;
             self.stats.peak_states = self.stats.peak_states.max(self.stored);

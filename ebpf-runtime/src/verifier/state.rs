@@ -23,9 +23,20 @@ impl State {
     }
 
     /// Whether `self` (explored, proven safe) covers `new`.
+    #[cfg(test)]
     pub fn subsumes(&self, new: &State) -> bool {
+        self.subsumes_live(new, u16::MAX)
+    }
+
+    /// Whether `self` covers `new` with the registers outside `live` (bit i
+    /// = ri) treated as dead in `new`, i.e. as never read again.
+    pub fn subsumes_live(&self, new: &State, live: u16) -> bool {
         let mut ids = IdMap::default();
-        self.regs.iter().zip(new.regs.iter()).all(|(o, n)| reg_subsumes(o, n, &mut ids))
+        self.regs
+            .iter()
+            .zip(new.regs.iter())
+            .enumerate()
+            .all(|(r, (o, n))| live & (1 << r) == 0 || reg_subsumes(o, n, &mut ids))
             && self.stack.zip(&new.stack).all(|(o, n)| slot_subsumes(&o, &n, &mut ids))
     }
 
