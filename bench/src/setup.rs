@@ -1,6 +1,8 @@
-//! `sfbench setup`: hugepages for DMA memory.
+//! `sfbench setup`: hugepages for DMA memory, and (like SPDK's setup.sh)
+//! binding an NVMe controller to a user-space driver and back.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use nvme::pci::{Bdf, Sysfs};
 use nvme::setup;
 
 #[derive(clap::Args, Debug)]
@@ -9,6 +11,17 @@ pub struct Args {
     /// the current reservation.
     #[arg(long, value_name = "MB")]
     hugemem: Option<u64>,
+    /// Bind this NVMe controller (PCI address, e.g. 0000:01:00.0) to a
+    /// user-space driver; refused when one of its file systems is mounted.
+    /// Its data then disappears from the kernel (/dev/nvme*) until --reset.
+    #[arg(long, value_name = "BDF", conflicts_with = "reset")]
+    bind: Option<String>,
+    /// The driver for --bind: vfio-pci (needs an IOMMU) or uio_pci_generic.
+    #[arg(long, default_value = "vfio-pci", value_parser = ["vfio-pci", "uio_pci_generic"], requires = "bind")]
+    driver: String,
+    /// Give this controller back to the kernel nvme driver.
+    #[arg(long, value_name = "BDF")]
+    reset: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -33,6 +46,28 @@ pub fn run(a: Args) -> Result<()> {
             } else {
                 println!("hugepages: reserved {} -> {} ({} MiB), {} free", before.total, after.total, after.total_bytes() >> 20, after.free);
             }
+        }
+    }
+    let sys = Sysfs::default();
+    if let Some(b) = a.bind {
+        let bdf = Bdf::parse(&b)?;
+        let ids = sys.ids(&bdf)?;
+        if !ids.is_nvme() {
+            bail!("{bdf} is not an NVMe controller (class {:#08x}); refusing to bind it", ids.class);
+        }
+        let was = sys.bind(&bdf, &a.driver)?;
+        match was.as_deref() {
+            Some(d) if d == a.driver => println!("{bdf}: already bound to {d}"),
+            Some(d) => println!("{bdf}: {d} -> {}", a.driver),
+            None => println!("{bdf}: (no driver) -> {}", a.driver),
+        }
+    }
+    if let Some(b) = a.reset {
+        let bdf = Bdf::parse(&b)?;
+        let was = sys.reset(&bdf)?;
+        match was.as_deref() {
+            Some("nvme") => println!("{bdf}: already bound to nvme"),
+            other => println!("{bdf}: {} -> nvme", other.unwrap_or("(no driver)")),
         }
     }
     Ok(())

@@ -50,6 +50,7 @@ pub fn run(a: Args) -> Result<()> {
         sqpoll: false,
         seed: 1,
         check_every: 64,
+        pci: None,
         json: None,
         charts: None,
     };

@@ -35,23 +35,21 @@ pub struct ChainEngine {
 /// workload's function. Without a device model the controller reads the file
 /// itself (O_DIRECT where possible: the same device the kernel engines use);
 /// with one, it serves the file's bytes from memory and models the device.
-pub fn start(kind: EngineKind, wk: Kind, data: &Data, path: &Path, model: Latency, reactors: usize) -> Result<ChainEngine> {
-    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    let (backing, note) = if model.is_none() {
-        let b = Backing::file(path, None).with_context(|| format!("opening {} as the emulated namespace", path.display()))?;
-        let direct = matches!(&b, Backing::File(f) if f.is_direct());
-        (b, format!("emulated controller reads {} ({})", path.display(), if direct { "O_DIRECT" } else { "page cache: no O_DIRECT on this file system" }))
-    } else {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        (Backing::memory_from(bytes), format!("emulated controller serves {} from memory, device modelled: {model}", path.display()))
+///
+/// With `pci` (a PCI address), the engine drives that controller instead: its
+/// namespace 1 holds the same image as `path` from LBA 0.
+pub fn start(kind: EngineKind, wk: Kind, data: &Data, path: &Path, model: Latency, reactors: usize, pci: Option<&str>) -> Result<ChainEngine> {
+    // Seek to the end rather than metadata: a block device's metadata length is 0.
+    let len = std::fs::File::open(path).and_then(|f| crate::run::size_of(&f)).with_context(|| format!("reading {}", path.display()))?;
+    let (ctrl, block, note) = match pci {
+        Some(bdf) => pci_controller(bdf, model, len)?,
+        None => emulated_controller(path, model)?,
     };
-    let emu = EmulatedController::new(backing, EmuConfig { block_size: 512, latency: model, ..EmuConfig::default() }).context("emulated controller")?;
-    let ctrl = Arc::new(Controller::attach(Arc::new(emu)).context("bringing up the emulated controller")?);
     // The namespace holds the file from byte 0: one extent.
     let registry = Arc::new(Registry::new());
     registry.add_tenant(TENANT);
     let ext = Extent { logical: FileOffset(0), physical: DevOffset(0), len, kind: ExtentKind::Written };
-    let map = ExtentMap::new(vec![ext], len, 512, ChangeStamp::default()).context("extent map of the database")?;
+    let map = ExtentMap::new(vec![ext], len, u64::from(block), ChangeStamp::default()).context("extent map of the database")?;
     let file = registry.add_file(Arc::new(map))?;
     registry.grant(TENANT, file)?;
     let d2 = data.clone();
@@ -63,6 +61,37 @@ pub fn start(kind: EngineKind, wk: Kind, data: &Data, path: &Path, model: Latenc
     let cfg = EngineConfig { reactors: reactors.max(1), queue: QueueConfig { depth: 256, buf_size: 4096, hops_max: 1 << 20 }, channel_capacity: 1024, ..EngineConfig::default() };
     let engine = Engine::start(ctrl, registry, vec![factory], cfg)?;
     Ok(ChainEngine { engine, file, data: data.clone(), note })
+}
+
+/// A PCIe controller bound to vfio-pci or uio_pci_generic (no device model:
+/// it is a real device).
+fn pci_controller(bdf: &str, model: Latency, len: u64) -> Result<(Arc<Controller>, u32, String)> {
+    if !model.is_none() {
+        bail!("--device-latency models an emulated device; a PCIe controller (--pci) has its own latency: drop one of them");
+    }
+    let bdf = nvme::pci::Bdf::parse(bdf)?;
+    let t = nvme::pci::open(&bdf, &nvme::pci::OpenOptions::default())?;
+    let name = nvme::Transport::name(&*t);
+    let ctrl = Arc::new(Controller::attach(t).with_context(|| format!("bringing up the controller at {bdf}"))?);
+    let ns = ctrl.namespace(1).context("namespace 1 of the PCIe controller")?;
+    if ns.capacity_bytes() < len {
+        bail!("namespace 1 of {bdf} holds {} bytes, less than the {len}-byte database; write the image to it first", ns.capacity_bytes());
+    }
+    Ok((ctrl, ns.block_size, format!("PCIe controller {name}, namespace 1 ({} B blocks)", ns.block_size)))
+}
+
+fn emulated_controller(path: &Path, model: Latency) -> Result<(Arc<Controller>, u32, String)> {
+    let (backing, note) = if model.is_none() {
+        let b = Backing::file(path, None).with_context(|| format!("opening {} as the emulated namespace", path.display()))?;
+        let direct = matches!(&b, Backing::File(f) if f.is_direct());
+        (b, format!("emulated controller reads {} ({})", path.display(), if direct { "O_DIRECT" } else { "page cache: no O_DIRECT on this file system" }))
+    } else {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        (Backing::memory_from(bytes), format!("emulated controller serves {} from memory, device modelled: {model}", path.display()))
+    };
+    let emu = EmulatedController::new(backing, EmuConfig { block_size: 512, latency: model, ..EmuConfig::default() }).context("emulated controller")?;
+    let ctrl = Arc::new(Controller::attach(Arc::new(emu)).context("bringing up the emulated controller")?);
+    Ok((ctrl, 512, note))
 }
 
 /// A client thread of a userspace engine.

@@ -33,6 +33,19 @@ pub enum DmaError {
     Map(#[source] io::Error),
     #[error("no hugepages are reserved and the fallback to ordinary pages is disabled; run `sfbench setup --hugemem 512` as root")]
     NoHugepages,
+    #[error("making a DMA chunk reachable by the device failed: {0}")]
+    DeviceMap(#[source] io::Error),
+}
+
+/// Gives each new chunk its device address (the IOVA). The default (no
+/// mapper) is the host virtual address, which is what the emulated device
+/// sees; a VFIO transport maps the chunk into the IOMMU, a uio transport
+/// looks up its physical address. Called once per chunk, before any buffer
+/// in it is handed out; the chunk stays mapped for the pool's lifetime.
+pub trait ChunkMapper: Send + Sync {
+    /// `host` is the chunk's first byte, `len` its size (2 MiB),
+    /// `hugepages` whether it is one physically contiguous hugepage.
+    fn map_chunk(&self, host: *mut u8, len: usize, hugepages: bool) -> io::Result<Iova>;
 }
 
 /// How the pool obtains memory.
@@ -67,6 +80,7 @@ pub(crate) struct PoolInner {
     chunks: RwLock<Vec<Chunk>>,
     carve: Mutex<Carve>,
     opts: PoolOptions,
+    mapper: Option<Arc<dyn ChunkMapper>>,
 }
 
 /// A pool of DMA-able memory shared by a controller and its queue pairs.
@@ -85,11 +99,22 @@ static FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
 
 impl DmaPool {
     pub fn new(opts: PoolOptions) -> DmaPool {
+        Self::build(opts, None)
+    }
+
+    /// A pool whose chunks get their device address from `mapper` (PCIe
+    /// transports: IOMMU mapping or physical address).
+    pub fn with_mapper(opts: PoolOptions, mapper: Arc<dyn ChunkMapper>) -> DmaPool {
+        Self::build(opts, Some(mapper))
+    }
+
+    fn build(opts: PoolOptions, mapper: Option<Arc<dyn ChunkMapper>>) -> DmaPool {
         DmaPool {
             inner: Arc::new(PoolInner {
                 chunks: RwLock::new(Vec::new()),
                 carve: Mutex::new(Carve { chunk: None, next: 0, free: Default::default(), mapped: 0 }),
                 opts,
+                mapper,
             }),
         }
     }
@@ -132,9 +157,12 @@ impl DmaPool {
                 if !map.hugepages && !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
                     eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve some: sfbench setup --hugemem 512)");
                 }
-                // The emulated device sees host virtual addresses; IOMMU
-                // transports remap chunks when they attach.
-                let iova = Iova(map.as_ptr() as u64);
+                // The emulated device sees host virtual addresses; PCIe
+                // transports assign the device address through their mapper.
+                let iova = match &self.inner.mapper {
+                    Some(m) => m.map_chunk(map.as_ptr(), map.len(), map.hugepages).map_err(DmaError::DeviceMap)?,
+                    None => Iova(map.as_ptr() as u64),
+                };
                 let mut chunks = self.inner.chunks.write().unwrap_or_else(|p| p.into_inner());
                 chunks.push(Chunk { map, iova });
                 carve.chunk = Some(chunks.len() - 1);

@@ -1,0 +1,66 @@
+#!/bin/busybox sh
+# Guest init of the QEMU rig (packed as /init by rig/run.sh). Prints progress
+# and a final `RIG: PASS` or `RIG: FAIL <why>` on the serial console, then
+# powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/hugepages && mount -t hugetlbfs none /dev/hugepages
+
+VFIO=0000:00:04.0   # serial rigvfio: user-space engines and pci_check
+KERN=0000:00:05.0   # serial rigkernel: stays on the kernel nvme driver
+
+finish() {
+    echo "$1"
+    sync
+    poweroff -f
+}
+fail() { finish "RIG: FAIL $*"; }
+step() { echo "rig: $*"; }
+
+for m in $(cat /modules.list); do
+    insmod /lib/modules/$m 2>/dev/null || echo "rig: insmod $m failed (may be fine: CPU-specific)"
+done
+[ -d /sys/bus/pci/drivers/vfio-pci ] || fail "vfio-pci did not load"
+[ -d /sys/bus/pci/drivers/uio_pci_generic ] || fail "uio_pci_generic did not load"
+[ -e /sys/bus/pci/devices/$VFIO/iommu_group ] || fail "$VFIO has no IOMMU group: the guest IOMMU is off"
+
+# Wait for the kernel to find both controllers' namespaces.
+i=0
+while [ $i -lt 100 ]; do
+    DEV=$(ls /sys/bus/pci/devices/$KERN/nvme/nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+n1$' | head -1)
+    [ -n "$DEV" ] && [ -b /dev/$DEV ] && break
+    i=$((i + 1)); sleep 0.2
+done
+[ -n "$DEV" ] || fail "no namespace of $KERN appeared"
+step "kernel controller $KERN is /dev/$DEV"
+
+step "setup: hugepages"
+sfbench setup --hugemem 160 || fail "sfbench setup --hugemem failed"
+step "setup: bind $VFIO to vfio-pci"
+sfbench setup --bind $VFIO --driver vfio-pci || fail "sfbench setup --bind $VFIO vfio-pci failed"
+step "negative: open a kernel-bound controller"
+if pci_check $KERN > /tmp/neg.log 2>&1; then fail "pci_check on a kernel-bound controller succeeded"; fi
+grep -q "sfbench setup --bind" /tmp/neg.log || { cat /tmp/neg.log; fail "refusal of a kernel-bound controller does not name the fix"; }
+
+step "(b) B+-tree lookups on all four engines"
+T0=$(date +%s)
+sfbench run --db /dev/$DEV --pci $VFIO --workload lookup-uniform \
+    --engines pread,io-uring,user-chain,bpf-chain --seconds 1 --warmup 0.2 --check-every 1 \
+    || fail "sfbench run with all four engines failed (see above)"
+step "(b) done in $(( $(date +%s) - T0 )) s"
+
+step "(a) pci_check through vfio-pci"
+pci_check $VFIO --ops 100 || fail "pci_check through vfio-pci"
+
+step "(a) pci_check through uio_pci_generic"
+sfbench setup --bind $VFIO --driver uio_pci_generic || fail "sfbench setup --bind $VFIO uio_pci_generic failed"
+pci_check $VFIO --ops 100 --seed 11 || fail "pci_check through uio_pci_generic"
+
+step "reset $VFIO to the kernel nvme driver"
+sfbench setup --reset $VFIO || fail "sfbench setup --reset failed"
+[ "$(basename $(readlink /sys/bus/pci/devices/$VFIO/driver))" = nvme ] || fail "$VFIO is not on nvme after reset"
+
+finish "RIG: PASS"
