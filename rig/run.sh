@@ -100,7 +100,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 \
 QRC=$?
 set -e
 ELAPSED=$(( $(date +%s) - START ))
-grep -E '^(rig|RIG|PCI_CHECK|pci_check|engine|pread|io-uring|user-chain|bpf-chain|note|error)' "$LOG" | tr -d '\r' || true
+grep -E '^(rig|RIG|PCI_CHECK|pci_check|engine|pread|io_uring|io-uring|user-chain|bpf-chain|note|error)' "$LOG" | tr -d '\r' || true
 if [ $QRC = 124 ]; then
     fail "QEMU did not finish within ${TIMEOUT}s (serial log: $LOG)"
 fi

@@ -121,7 +121,7 @@ fn run() -> Result<(), String> {
     expect(c.status, Status::LBA_OUT_OF_RANGE, "read past the end")?;
     for (sqe, want, what) in [
         (Sqe { opcode: 0x7f, nsid: 1, prp1: iova, ..Sqe::default() }, Status::INVALID_OPCODE, "invalid opcode"),
-        (Sqe { opcode: 0x02, nsid: 99, prp1: iova, ..Sqe::default() }, Status::INVALID_NAMESPACE, "invalid namespace"),
+        (Sqe { opcode: 0x02, nsid: 0, prp1: iova, ..Sqe::default() }, Status::INVALID_NAMESPACE, "namespace 0"),
     ] {
         qp.submit(sqe, None, 0).map_err(|r| r.error.to_string())?;
         let c = wait(&mut qp)?;
