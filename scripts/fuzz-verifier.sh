@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Time-bounded, seeded differential fuzz of the verifier: every accepted
+# program runs in rbpf's bounds-checked interpreter; an out-of-bounds access
+# by an accepted program is a verifier bug and fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo run --release --locked -q -p ebpf-runtime --example difffuzz -- --seconds "${FUZZ_SECONDS:-60}" --seed "${FUZZ_SEED:-1}"
