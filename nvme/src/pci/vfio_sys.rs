@@ -48,6 +48,13 @@ struct GroupStatus {
     flags: u32,
 }
 const _: () = assert!(size_of::<GroupStatus>() == 8);
+// The `argsz` fields: these structs are 8 and 32 bytes (asserted), so the casts are exact.
+#[allow(clippy::cast_possible_truncation)]
+const GROUP_STATUS_SIZE: u32 = size_of::<GroupStatus>() as u32;
+#[allow(clippy::cast_possible_truncation)]
+const REGION_INFO_SIZE: u32 = size_of::<RegionInfo>() as u32;
+#[allow(clippy::cast_possible_truncation)]
+const DMA_MAP_SIZE: u32 = size_of::<DmaMap>() as u32;
 
 /// `struct vfio_region_info` (without capabilities).
 #[repr(C)]
@@ -130,7 +137,7 @@ impl VfioSys for RealVfio {
     }
 
     fn group_flags(&self, group: Fd) -> io::Result<u32> {
-        let mut st = GroupStatus { argsz: size_of::<GroupStatus>() as u32, flags: 0 };
+        let mut st = GroupStatus { argsz: GROUP_STATUS_SIZE, flags: 0 };
         // SAFETY: the kernel writes at most `argsz` bytes into `st`, which
         // is a live, correctly laid out `struct vfio_group_status`.
         check(unsafe { libc::ioctl(group, GROUP_GET_STATUS, &raw mut st) })?;
@@ -155,7 +162,7 @@ impl VfioSys for RealVfio {
     }
 
     fn region_info(&self, device: Fd, index: u32) -> io::Result<RegionInfo> {
-        let mut ri = RegionInfo { argsz: size_of::<RegionInfo>() as u32, index, ..RegionInfo::default() };
+        let mut ri = RegionInfo { argsz: REGION_INFO_SIZE, index, ..RegionInfo::default() };
         // SAFETY: the kernel writes at most `argsz` bytes into `ri`, a live
         // `struct vfio_region_info`.
         check(unsafe { libc::ioctl(device, DEVICE_GET_REGION_INFO, &raw mut ri) })?;
@@ -163,7 +170,7 @@ impl VfioSys for RealVfio {
     }
 
     fn map_dma(&self, container: Fd, vaddr: u64, iova: u64, size: u64) -> io::Result<()> {
-        let m = DmaMap { argsz: size_of::<DmaMap>() as u32, flags: DMA_MAP_READ_WRITE, vaddr, iova, size };
+        let m = DmaMap { argsz: DMA_MAP_SIZE, flags: DMA_MAP_READ_WRITE, vaddr, iova, size };
         // SAFETY: the kernel reads the struct; it pins and maps the user
         // pages at `vaddr`, which the caller (the DMA pool) keeps mapped
         // for as long as the container lives.
