@@ -11,6 +11,7 @@ mkdir -p /dev/hugepages && mount -t hugetlbfs none /dev/hugepages
 
 VFIO=0000:00:04.0   # serial rigvfio: user-space engines and pci_check
 KERN=0000:00:05.0   # serial rigkernel: stays on the kernel nvme driver
+MNTD=0000:00:06.0   # serial rigmounted: carries a mounted file system
 
 finish() {
     echo "$1"
@@ -27,15 +28,27 @@ done
 [ -d /sys/bus/pci/drivers/uio_pci_generic ] || fail "uio_pci_generic did not load"
 [ -e /sys/bus/pci/devices/$VFIO/iommu_group ] || fail "$VFIO has no IOMMU group: the guest IOMMU is off"
 
-# Wait for the kernel to find both controllers' namespaces.
-i=0
-while [ $i -lt 100 ]; do
-    DEV=$(ls /sys/bus/pci/devices/$KERN/nvme/nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+n1$' | head -1)
-    [ -n "$DEV" ] && [ -b /dev/$DEV ] && break
-    i=$((i + 1)); sleep 0.2
-done
-[ -n "$DEV" ] || fail "no namespace of $KERN appeared"
+# The block device of a kernel-bound controller (waits for the kernel to find it).
+blockdev() {
+    i=0
+    while [ $i -lt 100 ]; do
+        d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+n1$' | head -1)
+        [ -n "$d" ] && [ -b /dev/$d ] && { echo $d; return 0; }
+        i=$((i + 1)); sleep 0.2
+    done
+    return 1
+}
+DEV=$(blockdev $KERN) || fail "no namespace of $KERN appeared"
 step "kernel controller $KERN is /dev/$DEV"
+
+step "negative: bind a controller with a mounted file system"
+MDEV=$(blockdev $MNTD) || fail "no namespace of $MNTD appeared"
+mkdir -p /mnt && mke2fs -q /dev/$MDEV > /dev/null 2>&1 && mount -t ext2 /dev/$MDEV /mnt || fail "could not mount an ext2 on /dev/$MDEV"
+if sfbench setup --bind $MNTD --driver vfio-pci > /tmp/mnt.log 2>&1; then fail "setup --bind accepted a controller with a mounted file system"; fi
+cat /tmp/mnt.log
+grep -q "is mounted on /mnt" /tmp/mnt.log || fail "refusal of a mounted controller does not say why"
+[ "$(basename $(readlink /sys/bus/pci/devices/$MNTD/driver))" = nvme ] || fail "$MNTD left the nvme driver"
+umount /mnt
 
 step "setup: hugepages"
 sfbench setup --hugemem 160 || fail "sfbench setup --hugemem failed"

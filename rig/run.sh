@@ -15,7 +15,8 @@
 #       vfio-bound controller (--pci), answers checked against the reference;
 #   (a) pci_check through vfio-pci, then again through uio_pci_generic
 #       (random writes read back, LBA out of range, invalid opcode/namespace);
-#   and `sfbench setup --reset` back to the kernel nvme driver.
+#   `sfbench setup --bind` refusing a controller with a mounted file system
+#   (a third controller), and `sfbench setup --reset` back to the kernel nvme driver.
 # Results come back over the serial console; the last line is RIG: PASS or
 # RIG: FAIL <why>. Exits non-zero on any failure. Env: RIG_TIMEOUT (s, 600),
 # RIG_WORK (scratch dir), CARGO_TARGET_DIR.
@@ -61,6 +62,7 @@ for n in 0 1; do
     cp "$WORK/db.img" "$WORK/nvme$n.img"
     truncate -s 64M "$WORK/nvme$n.img"
 done
+rm -f "$WORK/nvme2.img" && truncate -s 16M "$WORK/nvme2.img"   # gets a mounted ext2 in the guest
 
 echo "rig: initramfs"
 mkdir -p "$IRD"/{bin,sbin,proc,sys,dev,tmp,lib/modules,etc}
@@ -73,7 +75,7 @@ for b in "$SFBENCH" "$PCICHECK"; do
     done
 done
 : > "$IRD/modules.list"
-for m in nvme vfio vfio_iommu_type1 vfio-pci uio_pci_generic; do
+for m in nvme vfio vfio_iommu_type1 vfio-pci uio_pci_generic ext4; do
     modprobe -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
     cp "$ko" "$IRD/lib/modules/"
@@ -96,6 +98,8 @@ timeout "$TIMEOUT" qemu-system-x86_64 \
     -drive file="$WORK/nvme1.img",if=none,id=d1,format=raw \
     -device nvme,serial=rigvfio,drive=d0,addr=0x4 \
     -device nvme,serial=rigkernel,drive=d1,addr=0x5 \
+    -drive file="$WORK/nvme2.img",if=none,id=d2,format=raw \
+    -device nvme,serial=rigmounted,drive=d2,addr=0x6 \
     -display none -serial file:"$LOG" -monitor none -no-reboot
 QRC=$?
 set -e
