@@ -39,11 +39,15 @@ pub struct EngineConfig {
     pub tenants: Vec<(TenantId, TenantConfig)>,
     /// Empty polls before an idle reactor sleeps on its channel.
     pub idle_polls: u32,
+    /// Pin reactor `i` to core `cores - 1 - i` (when there are more cores
+    /// than reactors), so a busy-polling reactor never shares its core with
+    /// the client threads that wait for it.
+    pub pin_reactors: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000 }
+        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000, pin_reactors: true }
     }
 }
 
@@ -87,9 +91,16 @@ impl Engine {
             let (tx, rx) = mpsc::sync_channel(cfg.channel_capacity.max(1));
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
             let (ctrl, registry, functions, cfg2) = (ctrl.clone(), registry.clone(), functions.clone(), cfg.clone());
+            let core = pin_core(&cfg, r);
             let thread = std::thread::Builder::new()
                 .name(format!("sfe-reactor-{r}"))
-                .spawn(move || reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        // Best effort: an unpinned reactor still works, only with more jitter.
+                        let _ = core_affinity::set_for_current(c);
+                    }
+                    reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx)
+                })
                 .map_err(|e| EngineError::Start { reactor: r, message: e.to_string() })?;
             engine.threads.push(thread);
             engine.senders.push(tx);
@@ -142,6 +153,18 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The core reactor `r` is pinned to, if pinning is on and cores outnumber reactors.
+fn pin_core(cfg: &EngineConfig, r: usize) -> Option<core_affinity::CoreId> {
+    if !cfg.pin_reactors {
+        return None;
+    }
+    let cores = core_affinity::get_core_ids()?;
+    if cores.len() <= cfg.reactors {
+        return None;
+    }
+    cores.get(cores.len() - 1 - r).copied()
 }
 
 fn reactor_main(
