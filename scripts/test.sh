@@ -20,4 +20,12 @@ for f in scripts/fuzz-*.sh; do
   echo "== $f"
   bash "$f"
 done
+# The QEMU rig: a real (emulated) PCIe NVMe controller through vfio-pci and
+# uio_pci_generic, and all four engines over the same image. Needs root.
+if [ "$(id -u)" = 0 ]; then
+  echo "== rig/run.sh"
+  CARGO_TARGET_DIR="$PWD/target" bash rig/run.sh
+else
+  echo "== rig/run.sh skipped: needs root (sudo bash rig/run.sh)"
+fi
 echo "tests: $passed passed, $failed failed"

@@ -89,7 +89,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     if args.workload.is_tree() {
         let Some(path) = args.db.clone() else { bail!("workload {} needs --db (make one with sfbench mkdb)", args.workload.name()) };
         let f = std::fs::File::open(&path).with_context(|| format!("opening the database {} (make one with sfbench mkdb)", path.display()))?;
-        let sb = if is_block_device(&f) { superblock_of_device(&f) } else { Superblock::read(&f).map_err(anyhow::Error::from) }.with_context(|| format!("{}", path.display()))?;
+        let sb = Superblock::read(&f).with_context(|| format!("{}", path.display()))?;
         Ok(Prepared { path, depth: sb.depth as u32, data: Data::Tree(sb), nums: None })
     } else {
         let Some(path) = args.nums.clone() else { bail!("workload filter needs --nums (make one with sfbench mknums)") };
@@ -114,11 +114,6 @@ pub fn run(args: Args) -> Result<()> {
     finish(&report, args.json.as_deref(), args.charts.as_deref())
 }
 
-fn is_block_device(f: &std::fs::File) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    f.metadata().is_ok_and(|m| m.file_type().is_block_device())
-}
-
 /// Size of a file or block device (a block device's metadata says 0).
 pub fn size_of(f: &std::fs::File) -> std::io::Result<u64> {
     use std::io::{Seek, SeekFrom};
@@ -129,19 +124,6 @@ pub fn size_of(f: &std::fs::File) -> std::io::Result<u64> {
 /// `Superblock::read` checks the root against the file's metadata length,
 /// which is 0 for a block device: give it a sparse temporary file with the
 /// device's first block and the device's size instead.
-fn superblock_of_device(dev: &std::fs::File) -> Result<Superblock> {
-    use std::os::unix::fs::FileExt;
-    let len = size_of(dev).context("size of the block device")?;
-    let mut head = vec![0u8; 4096];
-    dev.read_exact_at(&mut head, 0).context("reading the superblock")?;
-    let tmp = std::env::temp_dir().join(format!("sfbench-sb-{}", std::process::id()));
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
-    let _ = std::fs::remove_file(&tmp);
-    f.write_all_at(&head, 0)?;
-    f.set_len(len)?;
-    Ok(Superblock::read(&f)?)
-}
-
 /// Writes JSON and charts where asked.
 pub fn finish(report: &Report, json: Option<&Path>, charts: Option<&Path>) -> Result<()> {
     if let Some(j) = json {

@@ -89,7 +89,8 @@ impl Superblock {
         if !NODE_SIZES.contains(&(sb.node_size as usize)) {
             return Err(FormatError::Corrupt(format!("node size {} is not 4096 or 512", sb.node_size)));
         }
-        let len = file.metadata()?.len();
+        // Seek, not metadata: a block device's metadata length is 0.
+        let len = io::Seek::seek(&mut &*file, io::SeekFrom::End(0))?;
         if sb.root == 0 || sb.root % sb.node_size != 0 || sb.root >= len {
             return Err(FormatError::Corrupt(format!("root offset {} outside the {len}-byte file", sb.root)));
         }
