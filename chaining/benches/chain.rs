@@ -89,7 +89,7 @@ fn lookups(q: &mut ChainQueue, file: FileId, sb: &btree::Superblock, prog: ProgI
             let d = done.clone();
             let req = ChainRequest::new(T, file, sb.root, sb.node_size as u32, prog).with_u64(btree::LK_KEY, key);
             q.submit(req, move |o| {
-                debug_assert!(o.status.is_done());
+                assert!(o.status.is_done(), "lookup failed: {}", o.status);
                 d.fetch_add(1, Ordering::Relaxed);
             });
             started += 1;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub const T1: TenantId = TenantId(1);
 pub const T2: TenantId = TenantId(2);
 
+#[allow(missing_debug_implementations)]
 pub struct Fixture {
     pub dir: PathBuf,
     pub emu: Arc<EmulatedController>,

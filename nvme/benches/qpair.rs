@@ -49,7 +49,7 @@ fn reads(c: &mut Criterion) {
                             submitted += 1;
                         }
                         qp.process_completions(0, |_, c| {
-                            debug_assert!(c.status.is_success());
+                            assert!(c.status.is_success(), "read failed: {}", c.status);
                             bufs.push(c.buf.expect("reads carry a buffer"));
                             done += 1;
                         })

@@ -9,7 +9,7 @@ use crate::queue::{Namespace, QueueParts, QueuePair, COMPLETIONS_PER_POLL_MAX};
 use crate::spec::cmd::{self, AdminOpcode, SQE_SIZE};
 use crate::spec::cqe::CQE_SIZE;
 use crate::spec::regs::{self, offset, Cap, Cc, Csts};
-use crate::spec::{IdentifyController, IdentifyNamespace, Sqe, Status};
+use crate::spec::{IdentifyController, IdentifyNamespace, Sqe};
 use crate::transport::Transport;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -398,9 +398,4 @@ impl<C> Drop for IoQueuePair<C> {
         }
         self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
     }
-}
-
-/// Status helper for callers that want to treat a completion as a Result.
-pub fn check(status: Status) -> Result<(), Status> {
-    if status.is_success() { Ok(()) } else { Err(status) }
 }
