@@ -1,7 +1,7 @@
 //! `sfbench mkdb` and `sfbench mknums`: the data the benchmark runs on.
 
 use anyhow::{bail, Context, Result};
-use chaining::btree;
+use workloads::btree;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::PathBuf;

@@ -67,6 +67,8 @@ fn point(engine: &str, workload: &str, depth: u32, threads: u32, spread: f64) ->
         device_model: DEVICE.into(),
         modelled: true,
         cdf,
+        how: String::new(),
+        device: String::new(),
     }
 }
 

@@ -48,6 +48,7 @@ pub struct FileStore {
     buffered: File,
     direct: Option<File>,
     len: u64,
+    read_only: bool,
 }
 
 impl FileStore {
@@ -80,7 +81,7 @@ impl Backing {
     /// (tmpfs) are used through the page cache.
     pub fn file(path: &Path, min_len: Option<u64>) -> io::Result<Backing> {
         let buffered = OpenOptions::new().read(true).write(true).create(min_len.is_some()).truncate(false).open(path)?;
-        let mut len = buffered.metadata()?.len();
+        let mut len = size_of(&buffered)?;
         if let Some(m) = min_len {
             if len < m {
                 buffered.set_len(m)?;
@@ -88,7 +89,16 @@ impl Backing {
             }
         }
         let direct = OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len }))
+        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len, read_only: false }))
+    }
+
+    /// A read-only namespace over the file or block device at `path` (a
+    /// device that holds a mounted file system, say): Write commands fail.
+    pub fn file_read_only(path: &Path) -> io::Result<Backing> {
+        let buffered = File::open(path)?;
+        let len = size_of(&buffered)?;
+        let direct = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok();
+        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len, read_only: true }))
     }
 
     pub fn len(&self) -> u64 {
@@ -151,6 +161,13 @@ impl Backing {
     }
 }
 
+/// Bytes of a file or block device (a block device's metadata says 0).
+fn size_of(f: &File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = f;
+    f.seek(SeekFrom::End(0))
+}
+
 impl FileStore {
     fn pick(&self, off: u64, len: usize) -> &File {
         match &self.direct {
@@ -167,6 +184,9 @@ impl FileStore {
     }
 
     fn write_at(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{} is a read-only namespace", self.path.display())));
+        }
         match self.pick(off, buf.len()).write_all_at(buf, off) {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.buffered.write_all_at(buf, off),
             r => r,

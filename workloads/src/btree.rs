@@ -4,7 +4,7 @@
 //! plain `pread`s, and the native (user-chain) storage functions.
 //! See docs/format.md.
 
-use crate::function::Function;
+use chaining::Function;
 use ebpf_runtime::XrpContext;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
