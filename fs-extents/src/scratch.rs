@@ -27,6 +27,8 @@ pub const RUN_DIR: &str = "/run/sfe-scratch";
 /// The smallest device that holds an ext4 file system with room for data.
 pub const SIZE_MIN_BYTES: u64 = 16 << 20;
 const ZRAM_CONTROL: &str = "/sys/class/zram-control";
+/// Attempts (50 ms apart) at removing a zram device that is still busy.
+const ZRAM_REMOVE_TRIES: u32 = 100;
 
 /// What the file system sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,9 +298,19 @@ impl ScratchFs {
             Some(Undo::Zram(n)) => {
                 let sys = PathBuf::from(format!("/sys/block/zram{n}"));
                 if sys.exists() {
-                    let _ = fs::write(sys.join("reset"), "1");
-                    if let Err(e) = fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string()) {
-                        problems.push(format!("removing /dev/zram{n}: {e}"));
+                    // The last user may be closing it still (io_uring's
+                    // worker threads drop their file references after the
+                    // ring is gone): busy is retried for a while.
+                    for attempt in 1..=ZRAM_REMOVE_TRIES {
+                        let _ = fs::write(sys.join("reset"), "1");
+                        match fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string()) {
+                            Ok(()) => break,
+                            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < ZRAM_REMOVE_TRIES => std::thread::sleep(std::time::Duration::from_millis(50)),
+                            Err(e) => {
+                                problems.push(format!("removing /dev/zram{n}: {e}"));
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -385,6 +397,11 @@ pub fn reap_stale() -> Vec<String> {
         }
         let dev = fs::read_to_string(entry.path()).unwrap_or_default().trim().to_string();
         remove_device(&dev);
+        let zram_left = dev.strip_prefix("/dev/").is_some_and(|n| n.starts_with("zram") && Path::new("/sys/block").join(n).exists());
+        if zram_left {
+            // Still busy: a later run tries again.
+            continue;
+        }
         let _ = fs::remove_file(entry.path());
         done.push(format!("{dev} (raw)"));
     }

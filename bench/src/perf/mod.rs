@@ -156,6 +156,11 @@ pub struct Args {
     /// it; the kernel engines wait this long after the kernel returns each I/O. Labelled MODELLED.
     #[arg(long, default_value = "none", value_parser = Latency::parse)]
     pub device_latency: Latency,
+    /// Without a device model, our driver's emulated controller serves a memory snapshot of the
+    /// device instead of reading it with O_DIRECT: its work per I/O is then one memory copy (a real
+    /// device's DMA costs the host nothing). The kernel engines still use the device itself.
+    #[arg(long)]
+    pub emu_snapshot: bool,
     /// How the kernel engines wait out a modelled device time: spin, sleep, or auto.
     #[arg(long, value_enum, default_value = "auto")]
     pub wait: Wait,
@@ -286,7 +291,7 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         let path = target.path.clone().context("no device for the emulated controller")?;
         let region = size.min(target.size) / a.io_size * a.io_size;
-        Some(spdk::emulated(&path, target.block, region, a.device_latency, writes)?)
+        Some(spdk::emulated(&path, target.block, region, a.device_latency, writes, a.emu_snapshot)?)
     };
     let region = size / a.io_size * a.io_size;
     if region == 0 || size == u64::MAX {
@@ -537,7 +542,14 @@ fn measure(a: &Args, target: &target::Target, device: Option<&spdk::Device>, sha
         bail!("{label}: no I/O completed in {:.1} s", a.time);
     }
     let (wall, cpu, dev) = span;
-    let mut r = stats::summarise(&all, wall.as_secs_f64(), cpu, dev, a.io_size);
+    // The device's share of the CPU time: the fraction of the polling
+    // threads' wall time spent inside the emulated device, applied to the
+    // process's CPU time. Both wall times stretch alike when another process
+    // takes the core (a shared machine), which CPU time does not.
+    let busy = wall.as_secs_f64() * f64::from(threads);
+    let share = if busy > 0.0 { (dev.as_secs_f64() / busy).clamp(0.0, 1.0) } else { 0.0 };
+    let dev_cpu = cpu.mul_f64(share);
+    let mut r = stats::summarise(&all, wall.as_secs_f64(), cpu, dev_cpu, a.io_size);
     r.engine = e.name().into();
     r.how = how(a, e, threads);
     r.pattern = a.pattern.name().into();

@@ -84,9 +84,9 @@ impl Device {
 
 /// The emulated controller over `path` (block size `block`): the device
 /// itself without a model (read-write when `write`), a memory snapshot of
-/// its first `region` bytes with one.
-pub fn emulated(path: &Path, block: u32, region: u64, model: Latency, write: bool) -> Result<Device> {
-    let (backing, label) = if model.is_none() {
+/// its first `region` bytes with one or when `snapshot`.
+pub fn emulated(path: &Path, block: u32, region: u64, model: Latency, write: bool, snapshot: bool) -> Result<Device> {
+    let (backing, label) = if model.is_none() && !snapshot {
         let b = if write { Backing::file(path, None) } else { Backing::file_read_only(path) }.with_context(|| format!("opening {} as the emulated namespace", path.display()))?;
         let direct = matches!(&b, Backing::File(f) if f.is_direct());
         (b, format!("emulated NVMe over {} ({})", path.display(), if direct { "O_DIRECT" } else { "page cache: no O_DIRECT here" }))
@@ -97,7 +97,8 @@ pub fn emulated(path: &Path, block: u32, region: u64, model: Latency, write: boo
         let src = Backing::file_read_only(path).with_context(|| format!("opening {}", path.display()))?;
         let n = usize::try_from(region).context("region too large for memory")?;
         let bytes = src.snapshot(0, n).with_context(|| format!("reading {region} bytes of {}", path.display()))?;
-        (Backing::memory_from(bytes), format!("emulated NVMe serving a memory snapshot of {}, device modelled: {model}", path.display()))
+        let how = if model.is_none() { "no device model (--emu-snapshot)".to_string() } else { format!("device modelled: {model}") };
+        (Backing::memory_from(bytes), format!("emulated NVMe serving a memory snapshot of {}, {how}", path.display()))
     };
     let cfg = EmuConfig { block_size: block, latency: model, dma: PoolOptions { limit_bytes: DMA_LIMIT_BYTES, allow_fallback: true }, ..EmuConfig::default() };
     let emu = EmulatedController::new(backing, cfg).context("emulated controller")?;
@@ -272,5 +273,54 @@ impl Worker for SpdkWorker {
                 bail!("flush did not complete within 30 s");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::ops::{Pattern, Shape};
+    use crate::perf::stats::ThreadStats;
+    use std::os::unix::fs::FileExt;
+
+    /// Writes on the emulated controller reach the file under it, and a read
+    /// pass compares every block: a corrupted block fails it.
+    #[test]
+    fn write_pass_then_read_pass_compares_content_and_catches_corruption() {
+        let dir = std::env::temp_dir().join(format!("sfbench-perf-spdk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ns.img");
+        let region = 64u64 * 4096;
+        std::fs::File::create(&path).unwrap().set_len(region).unwrap();
+        let dev = emulated(&path, 512, region, Latency::None, true, false).unwrap();
+        let shape = Shape { io_size: 4096, base: 0, region, pattern: Pattern::Randread, read_pct: 100, zipf: None };
+        let mut w = SpdkWorker::new(&dev, 8, 4096, 1).unwrap();
+        let (stop, progress, seed) = (AtomicBool::new(false), AtomicU64::new(0), 42);
+        let mut st = ThreadStats::new();
+        w.run(&mut OpGen::once(&shape, 0, 1, true), &stop, &mut st, Some(seed), &progress).unwrap();
+        w.flush().unwrap();
+        assert_eq!(st.writes, 64);
+        // The bytes are on the file, where the kernel engines would read them.
+        let f = std::fs::File::open(&path).unwrap();
+        let mut b = vec![0u8; 4096];
+        f.read_exact_at(&mut b, 5 * 4096).unwrap();
+        assert_eq!(ops::check(&b, 5 * 4096, seed), Ok(()));
+        let mut st = ThreadStats::new();
+        w.run(&mut OpGen::once(&shape, 0, 1, false), &stop, &mut st, Some(seed), &progress).unwrap();
+        assert_eq!((st.reads, st.verified), (64, 64));
+        // A block changed behind the driver's back: the read pass says where.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&[0xff; 8], 9 * 4096 + 16).unwrap();
+        let mut st = ThreadStats::new();
+        let e = w.run(&mut OpGen::once(&shape, 0, 1, false), &stop, &mut st, Some(seed), &progress).unwrap_err();
+        assert!(e.to_string().contains(&format!("VERIFY FAILED: spdk-style read at byte {}", 9 * 4096)), "{e}");
+        // Timed random reads and writes with the pattern, then stop.
+        stop.store(true, Ordering::Relaxed);
+        let mut st = ThreadStats::new();
+        let mixed = Shape { pattern: Pattern::Randrw, read_pct: 50, ..shape };
+        w.run(&mut OpGen::timed(&mixed, 0, 1, 3).unwrap(), &stop, &mut st, None, &progress).unwrap();
+        assert!(st.ios() >= 8, "the first batch completes after stop");
+        drop(w);
+        drop(dev);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -99,8 +99,9 @@ pub struct PerfResult {
     /// CPU time of the process per I/O (user + system, every thread), ns.
     pub cpu_ns_per_io: f64,
     /// Of that, the emulated controller's own work (fetching commands,
-    /// moving data, posting completions), measured around each of its
-    /// service calls; 0 for the kernel engines and a PCIe controller.
+    /// moving data, posting completions): the share of the polling threads'
+    /// wall time spent inside its service calls, applied to `cpu_ns_per_io`;
+    /// 0 for the kernel engines and a PCIe controller.
     pub device_ns_per_io: f64,
     /// `cpu_ns_per_io - device_ns_per_io`: the host software's cost.
     pub host_ns_per_io: f64,
@@ -204,7 +205,7 @@ pub fn print_table(results: &[PerfResult]) {
             r.how
         );
     }
-    println!("cpu ns: user + system CPU time of the process per I/O; dev ns: the emulated controller's own share of it (a real device does that in hardware); host ns = cpu - dev; IOPS/core = 1e9 / host ns.");
+    println!("cpu ns: user + system CPU time of the process per I/O (all its threads, io_uring's kernel workers included); dev ns: the emulated controller's share of it (the share of the polling threads' time spent inside it; a real device does that work in hardware); host ns = cpu - dev; IOPS/core = 1e9 / host ns.");
 }
 
 /// The -L histogram of one point, as SPDK perf's -LL prints it: each
