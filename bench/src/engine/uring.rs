@@ -115,7 +115,7 @@ impl Uring {
         let len32 = u32::try_from(len).context("I/O too large")?;
         let ptr = self.bufs[i].as_mut_ptr();
         // Slots are at most SLOTS_MAX, which fits u16 (the fixed-buffer index).
-        let idx = i as u16;
+        let idx = u16::try_from(i).context("slot index")?;
         let sqe = match (self.opts.fixed_file, self.opts.fixed_buffers, dir) {
             (true, true, Dir::Read) => opcode::ReadFixed::new(types::Fixed(0), ptr, len32, idx).offset(off).build(),
             (true, true, Dir::Write) => opcode::WriteFixed::new(types::Fixed(0), ptr, len32, idx).offset(off).build(),

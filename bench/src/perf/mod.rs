@@ -248,7 +248,9 @@ fn validate(a: &Args) -> Result<()> {
             bail!("-F {f}: the Zipf theta must be above 0");
         }
     }
-    if !(a.time.is_finite() && a.time > 0.0) || !(a.warmup.is_finite() && a.warmup >= 0.0) {
+    let time_ok = a.time.is_finite() && a.time > 0.0;
+    let warmup_ok = a.warmup.is_finite() && a.warmup >= 0.0;
+    if !time_ok || !warmup_ok {
         bail!("-t must be above 0 seconds and -a at least 0");
     }
     let writes = a.pattern.read_pct(a.mix) < 100 || a.verify;
@@ -490,7 +492,7 @@ fn measure(a: &Args, target: &target::Target, device: Option<&spdk::Device>, sha
             })
             .collect();
         // Infallible: every thread waits at these barriers.
-        let measure = || -> (Duration, Duration, Duration) {
+        span = {
             if a.verify {
                 barrier.wait();
                 barrier.wait();
@@ -523,7 +525,6 @@ fn measure(a: &Args, target: &target::Target, device: Option<&spdk::Device>, sha
             let dev = device.map_or(Duration::ZERO, |d| d.device_time()).saturating_sub(dev0);
             (wall, cpu, if e == EngineKind::SpdkStyle { dev } else { Duration::ZERO })
         };
-        span = measure();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("perf thread panicked")))).collect()
     });
     let mut all = ThreadStats::new();

@@ -139,8 +139,11 @@ impl OpGen {
             self.next = if u + 1 >= units { 0 } else { u + 1 };
             u
         } else if let Some(z) = &self.zipf {
-            // Zipf draws 1..=units (as f64); the most popular unit is 0.
-            (z.sample(&mut self.rng) as u64).saturating_sub(1).min(units - 1)
+            // Zipf draws 1..=units (as f64): a positive whole number below 2^53.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let k = z.sample(&mut self.rng) as u64;
+            // The most popular unit is 0.
+            k.saturating_sub(1).min(units - 1)
         } else {
             self.rng.random_range(0..units)
         };

@@ -180,8 +180,7 @@ impl Worker for SpdkWorker {
             if let (Some(seed), true) = (verify, io.write) {
                 ops::fill(buf.as_mut_slice(), io.offset, seed);
             }
-            // slot < qd, which fits u32.
-            let cookie = slot as u32;
+            let cookie = u32::try_from(slot).context("slot")?;
             let r = if io.write { qp.write_bytes(&ns, io.offset, io_size, buf, cookie) } else { qp.read_bytes(&ns, io.offset, io_size, buf, cookie) };
             if let Err(rej) = r {
                 bail!("submitting to the queue pair: {}", rej.error);
