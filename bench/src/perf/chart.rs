@@ -29,7 +29,7 @@ pub fn charts(r: &PerfReport) -> Vec<LineChart> {
         let pts: Vec<&PerfResult> = r.results.iter().filter(|x| x.threads == t).collect();
         let Some(first) = pts.first() else { continue };
         let sub = format!(
-            "{} {} B, {} thread{}, {}{}",
+            "{} {} B, {} thread{}, device model {}{}",
             first.pattern,
             first.io_size,
             t,
@@ -62,7 +62,7 @@ pub fn charts(r: &PerfReport) -> Vec<LineChart> {
             y_label: "CPU ns per I/O (user + system)",
             x_axis: XAxis::Ticks(ticks),
             markers: true,
-            legend_upper_left: false,
+            legend_upper_left: true,
             y_min_top: 0.0,
             series: cpu,
         });
@@ -83,6 +83,8 @@ fn series(pts: &[&PerfResult], y: impl Fn(&PerfResult) -> Option<f64>, suffix: &
         .filter_map(|e| {
             let mut points: Vec<(f64, f64)> = pts.iter().filter(|x| x.engine == e).filter_map(|x| y(x).map(|v| (f64::from(x.qd), v))).filter(|p| p.1.is_finite()).collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // psync runs at QD 1 whatever -q says: one point per queue depth.
+            points.dedup_by(|b, a| a.0 == b.0);
             (!points.is_empty()).then(|| Series { engine: format!("{e}{suffix}"), points })
         })
         .collect()
