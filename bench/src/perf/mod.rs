@@ -10,6 +10,7 @@
 pub mod chart;
 mod kernel;
 mod ops;
+mod rusage;
 mod spdk;
 mod stats;
 mod target;
@@ -505,7 +506,7 @@ fn measure(a: &Args, target: &target::Target, device: Option<&spdk::Device>, sha
             warm_stop.store(true, Ordering::Relaxed);
             barrier.wait();
             let dev0 = device.map_or(Duration::ZERO, |d| d.device_time());
-            let cpu0 = stats::process_cpu().unwrap_or_default();
+            let cpu0 = rusage::process_cpu().unwrap_or_default();
             let t0 = Instant::now();
             let until = t0 + Duration::from_secs_f64(a.time);
             let mut last = (t0, 0u64);
@@ -521,7 +522,7 @@ fn measure(a: &Args, target: &target::Target, device: Option<&spdk::Device>, sha
             stop.store(true, Ordering::Relaxed);
             barrier.wait();
             let wall = t0.elapsed();
-            let cpu = stats::process_cpu().unwrap_or_default().saturating_sub(cpu0);
+            let cpu = rusage::process_cpu().unwrap_or_default().saturating_sub(cpu0);
             let dev = device.map_or(Duration::ZERO, |d| d.device_time()).saturating_sub(dev0);
             (wall, cpu, if e == EngineKind::SpdkStyle { dev } else { Duration::ZERO })
         };

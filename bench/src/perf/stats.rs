@@ -3,7 +3,6 @@
 //! user + system, every thread of the process including io_uring's kernel
 //! workers), the emulated device's own time, and the printed table.
 
-use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -53,19 +52,6 @@ impl ThreadStats {
         // Same bounds on both sides: adding cannot fail.
         self.lat.add(&o.lat).expect("histograms with the same bounds");
     }
-}
-
-/// User + system CPU time of the whole process so far.
-pub fn process_cpu() -> Result<Duration> {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_SELF has no other requirement.
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrusage");
-    }
-    let tv = |t: libc::timeval| Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_usec).unwrap_or(0) * 1000);
-    Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
 /// One measured point, as printed and written to JSON.
