@@ -324,6 +324,7 @@ fn summarise(engine: EngineKind, args: &Args, p: &Prepared, threads: u32, qd: u3
         cdf,
         how: String::new(),
         device: String::new(),
+        device_us_per_read: model_us,
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Args {
     /// Seconds measured per point.
     #[arg(long, default_value_t = 1.5)]
     pub seconds: f64,
+    /// Seconds of warm-up per point (not measured).
+    #[arg(long, default_value_t = 0.3)]
+    pub warmup: f64,
     /// Device model applied to every engine (none, optane, nand, or microseconds).
     #[arg(long, default_value = "optane", value_parser = Latency::parse)]
     pub device_latency: Latency,
@@ -83,7 +86,7 @@ pub fn run(a: Args) -> Result<()> {
         threads: vec![1],
         qd: 1,
         seconds: a.seconds,
-        warmup: 0.3,
+        warmup: a.warmup,
         device_latency: a.device_latency,
         wait: a.wait,
         mode: a.mode,
