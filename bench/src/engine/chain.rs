@@ -88,8 +88,6 @@ pub struct Layout {
     /// What the namespace holds: a block device (or a loop device's backing
     /// file), or the data file itself.
     pub source: PathBuf,
-    /// Byte offset in `source` of what the map's device offsets count from.
-    pub base: DevOffset,
     /// The data file's extents on `source`.
     pub map: Arc<ExtentMap>,
     /// Kept open so a change to the file is seen (FIEMAP layouts).
@@ -126,7 +124,7 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
         let map = ExtentMap::new(vec![ext], len, u64::from(EMU_BLOCK_BYTES), ChangeStamp::default()).context("extent map of the data file")?;
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let watch = if meta.file_type().is_file() { Some((fs_extents::fiemap::stamp(&f).context("reading the data file's change stamp")?, f)) } else { None }.map(|(s, f)| (f, s));
-        Ok(Layout { source: path.to_path_buf(), base: DevOffset(0), map: Arc::new(map), tracked: None, watch, note: format!("namespace = the file itself ({why})") })
+        Ok(Layout { source: path.to_path_buf(), map: Arc::new(map), tracked: None, watch, note: format!("namespace = the file itself ({why})") })
     };
     if meta.file_type().is_block_device() {
         return identity("a block device");
@@ -155,7 +153,7 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
     }
     let agree = ext4_check(path, &meta, &source, base, &map)?;
     let note = format!("{} through {} extents on {}{}", path.display(), map.extents().len(), source.display(), agree);
-    Ok(Layout { source, base, map, tracked: Some(tracked), watch: None, note })
+    Ok(Layout { source, map, tracked: Some(tracked), watch: None, note })
 }
 
 /// On ext4, reads the file's extents again with our user-space ext4 reader
