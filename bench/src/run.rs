@@ -273,12 +273,23 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
     }
     check(engine, p, &samples)?;
     for n in notes {
-        eprintln!("note: {} — {n}", engine.name());
+        note_once(&format!("note: {} — {n}", engine.name()));
     }
     let mut r = summarise(engine, args, p, threads, qd, lat, hops, secs);
     r.how = how;
     r.device = device;
     Ok(r)
+}
+
+/// Prints a note the first time it comes up in this process (every point
+/// of a run would say the same).
+fn note_once(line: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.iter().any(|s| s == line) {
+        eprintln!("{line}");
+        seen.push(line.to_string());
+    }
 }
 
 /// Checks sampled answers against the reference traversal; fails loudly.

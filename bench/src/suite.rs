@@ -65,7 +65,8 @@ const DEPTHS: [(u32, u64); 3] = [(1, 8), (3, 500), (6, 40_000)];
 const NUMS_MIB: u64 = 4;
 /// Size of the scratch block device.
 const BED_BYTES: u64 = 256 << 20;
-/// DMA memory the runs need (queue buffers and rings), in hugepages.
+/// Hugepage memory the runs need: DMA memory (queue buffers and rings), and
+/// the userspace engines' snapshot of the device under a model.
 const DMA_BYTES: u64 = 64 << 20;
 
 pub fn run(a: Args) -> Result<()> {
@@ -75,7 +76,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut bed = Bed::new(a.bed, BED_BYTES, &a.out)?;
-    bed.reserve_hugepages(DMA_BYTES);
+    bed.reserve_hugepages(DMA_BYTES + if a.device_latency.is_none() { 0 } else { BED_BYTES });
     let stage = a.out.join("staging");
     std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
     let base = RunArgs {

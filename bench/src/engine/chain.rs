@@ -300,13 +300,16 @@ fn emulated_controller(layout: &mut Layout, model: Latency) -> Result<(Arc<Contr
     } else {
         // The namespace needs every byte up to the file's last extent.
         let end = layout.map.extents().iter().map(|e| e.physical.0 + e.len).max().unwrap_or(0);
-        if end <= SNAPSHOT_MAX_BYTES {
-            let bytes = read_prefix(&src, end)?;
-            (Backing::memory_from(bytes), format!("emulated NVMe serves a snapshot of {} from memory, device modelled: {model}", src.display()))
+        let (bytes, what) = if end <= SNAPSHOT_MAX_BYTES {
+            (read_prefix(&src, end)?, format!("a snapshot of {}", src.display()))
         } else {
-            let bytes = pack_extents(layout)?;
-            (Backing::memory_from(bytes), format!("emulated NVMe serves the file's extents of {} packed in memory ({} is too large to snapshot), device modelled: {model}", src.display(), src.display()))
-        }
+            (pack_extents(layout)?, format!("the file's extents of {} packed ({} is too large to snapshot)", src.display(), src.display()))
+        };
+        let (backing, mem) = match Backing::hugepages_from(&bytes) {
+            Ok(b) => (b, "2 MiB hugepages".to_string()),
+            Err(e) => (Backing::memory_from(bytes), format!("ordinary pages: no {} MiB of hugepages ({e})", end.div_ceil(1 << 20))),
+        };
+        (backing, format!("emulated NVMe serves {what} from {mem}, device modelled: {model}"))
     };
     let emu = EmulatedController::new(backing, EmuConfig { block_size: EMU_BLOCK_BYTES, latency: model, ..EmuConfig::default() }).context("emulated controller")?;
     let ctrl = Arc::new(Controller::attach(Arc::new(emu)).context("bringing up the emulated controller")?);
