@@ -200,7 +200,7 @@ fn targets(results: &[RunResult], model: Latency) {
         let x = bpf.ops_per_sec / pread.ops_per_sec;
         target("2 client threads: bpf-chain / pread throughput", format!("{x:.2}x"), ">= 1.5x", x >= 1.5);
     }
-    let cores = crate::engine::chain::cores() as u32;
+    let cores = u32::try_from(crate::engine::chain::cores()).unwrap_or(u32::MAX);
     let pts: Vec<&RunResult> = results.iter().filter(|r| r.engine == "bpf-chain" && r.workload == "lookup-uniform" && r.depth == 6).collect();
     let peak = pts.iter().map(|r| r.ops_per_sec).fold(0.0, f64::max);
     if let Some(r) = pts.iter().find(|r| r.threads == 4 * cores) {

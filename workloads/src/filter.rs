@@ -17,6 +17,8 @@ pub const FR_MIN: usize = 6;
 pub const FR_MAX: usize = 7;
 /// Bytes per hop.
 pub const BLOCK: usize = 4096;
+/// [`BLOCK`] as the u32 a read size is.
+pub const BLOCK_BYTES: u32 = 4096;
 
 /// The result of a filter-reduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
