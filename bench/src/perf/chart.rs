@@ -85,7 +85,7 @@ fn series(pts: &[&PerfResult], y: impl Fn(&PerfResult) -> Option<f64>, suffix: &
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             // psync runs at QD 1 whatever -q says: one point per queue depth.
             points.dedup_by(|b, a| a.0 == b.0);
-            (!points.is_empty()).then(|| Series { engine: format!("{e}{suffix}"), points })
+            (!points.is_empty()).then(|| Series { engine: format!("{e}{suffix}"), label: format!("{e}{suffix}"), points })
         })
         .collect()
 }
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].series.len(), 2);
         assert_eq!(c[0].series[0].points, vec![(1.0, 100.0), (32.0, 400.0)]);
-        let names: Vec<&str> = c[1].series.iter().map(|s| s.engine.as_str()).collect();
+        let names: Vec<&str> = c[1].series.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(names, ["spdk-style", "io_uring", "spdk-style (with emulated device)"]);
         // Host share: (100 ms - 100 us) over 100 I/Os = 999 us.
         assert!((c[1].series[0].points[0].1 - 999_000.0).abs() < 1e-3);
