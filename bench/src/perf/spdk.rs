@@ -29,12 +29,24 @@ const DMA_LIMIT_BYTES: usize = 2 << 30;
 #[derive(Debug)]
 pub struct Timed {
     emu: EmulatedController,
-    device_ns: AtomicU64,
+    /// Nanoseconds per queue id, each on its own cache line: threads polling
+    /// their own queue pairs do not share one counter.
+    device_ns: Box<[PaddedCounter]>,
 }
 
+/// A counter alone on its cache line (two lines: adjacent-line prefetch).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
 impl Timed {
+    fn new(emu: EmulatedController) -> Timed {
+        let queues = usize::from(emu.config().io_queues) + 1;
+        Timed { emu, device_ns: (0..queues).map(|_| PaddedCounter::default()).collect() }
+    }
+
     pub fn device_time(&self) -> Duration {
-        Duration::from_nanos(self.device_ns.load(Ordering::Relaxed))
+        Duration::from_nanos(self.device_ns.iter().map(|c| c.0.load(Ordering::Relaxed)).sum())
     }
 }
 
@@ -56,7 +68,9 @@ impl Transport for Timed {
         let t0 = Instant::now();
         self.emu.service(qid);
         let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.device_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(c) = self.device_ns.get(usize::from(qid)) {
+            c.0.fetch_add(ns, Ordering::Relaxed);
+        }
     }
 }
 
@@ -102,7 +116,7 @@ pub fn emulated(path: &Path, block: u32, region: u64, model: Latency, write: boo
     };
     let cfg = EmuConfig { block_size: block, latency: model, dma: PoolOptions { limit_bytes: DMA_LIMIT_BYTES, allow_fallback: true }, ..EmuConfig::default() };
     let emu = EmulatedController::new(backing, cfg).context("emulated controller")?;
-    let timed = Arc::new(Timed { emu, device_ns: AtomicU64::new(0) });
+    let timed = Arc::new(Timed::new(emu));
     let ctrl = Arc::new(Controller::attach(timed.clone()).context("bringing up the emulated controller")?);
     let ns = ctrl.namespace(1)?;
     Ok(Device { ctrl, ns, timed: Some(timed), label })

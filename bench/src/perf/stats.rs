@@ -93,6 +93,10 @@ pub struct PerfResult {
     pub host_ns_per_io: f64,
     /// 1e9 / host_ns_per_io: I/Os per second one core of host software does.
     pub iops_per_core: f64,
+    /// CPU seconds the process got per second of the run (2.0 = two cores
+    /// busy): on a shared machine, how much of the asked-for parallelism it had.
+    #[serde(default)]
+    pub cores_used: f64,
     /// Device model ("none", "optane (3.2 us per 4 KiB)") and whether it is modelled.
     pub device_model: String,
     pub modelled: bool,
@@ -140,6 +144,7 @@ pub fn summarise(st: &ThreadStats, secs: f64, cpu: Duration, device: Duration, i
         device_ns_per_io: dev_ns,
         host_ns_per_io: host,
         iops_per_core: if host > 0.0 { 1e9 / host } else { 0.0 },
+        cores_used: cpu.as_secs_f64() / secs,
         device_model: String::new(),
         modelled: false,
         verified_reads: st.verified,
@@ -164,13 +169,13 @@ pub fn print_table(results: &[PerfResult]) {
         println!("  {e}: {d}");
     }
     println!(
-        "{:<11} {:>3} {:>5} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10}",
-        "engine", "thr", "qd", "IOPS", "MiB/s", "avg us", "min us", "max us", "p50", "p90", "p99", "p99.9", "p99.99", "cpu ns", "dev ns", "host ns", "IOPS/core"
+        "{:<11} {:>3} {:>5} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>5}",
+        "engine", "thr", "qd", "IOPS", "MiB/s", "avg us", "min us", "max us", "p50", "p90", "p99", "p99.9", "p99.99", "cpu ns", "dev ns", "host ns", "IOPS/core", "cores"
     );
     for r in results {
         let dev = if r.device_ns_per_io > 0.0 { format!("{:.0}", r.device_ns_per_io) } else { "-".into() };
         println!(
-            "{:<11} {:>3} {:>5} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.0} {:>8} {:>8.0} {:>10.0}  {}",
+            "{:<11} {:>3} {:>5} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.0} {:>8} {:>8.0} {:>10.0} {:>5.2}  {}",
             r.engine,
             r.threads,
             r.qd,
@@ -188,10 +193,11 @@ pub fn print_table(results: &[PerfResult]) {
             dev,
             r.host_ns_per_io,
             r.iops_per_core,
+            r.cores_used,
             r.how
         );
     }
-    println!("cpu ns: user + system CPU time of the process per I/O (all its threads, io_uring's kernel workers included); dev ns: the emulated controller's share of it (the share of the polling threads' time spent inside it; a real device does that work in hardware); host ns = cpu - dev; IOPS/core = 1e9 / host ns.");
+    println!("cpu ns: user + system CPU time of the process per I/O (all its threads, io_uring's kernel workers included); dev ns: the emulated controller's share of it (the share of the polling threads' time spent inside it; a real device does that work in hardware); host ns = cpu - dev; IOPS/core = 1e9 / host ns; cores: CPU seconds the process got per second.");
 }
 
 /// The -L histogram of one point, as SPDK perf's -LL prints it: each
@@ -228,6 +234,7 @@ mod tests {
         assert!((r.lat_min_us - 1.0).abs() < 0.01 && (r.lat_max_us - 1000.0).abs() < 1.0);
         assert!((r.cpu_ns_per_io - 4000.0).abs() < 1e-6);
         assert!((r.host_ns_per_io - 3000.0).abs() < 1e-6);
+        assert!((r.cores_used - 0.002).abs() < 1e-9);
         assert_eq!(r.histogram.iter().map(|b| b.1).sum::<u64>(), 1000);
         assert!(r.histogram.windows(2).all(|w| w[0].0 < w[1].0));
     }
