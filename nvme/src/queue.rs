@@ -544,6 +544,17 @@ impl<C> QueuePair<C> {
         }
     }
 
+    /// Device address of the completion ring (for tools that play the
+    /// device, such as the fuzzer's hostile transport).
+    pub fn cq_iova(&self) -> crate::addr::Iova {
+        self.cq_mem.iova()
+    }
+
+    /// Entries of both rings.
+    pub fn entries(&self) -> u16 {
+        self.cq.entries()
+    }
+
     /// Whether the device may still write into memory this queue pair holds:
     /// it has commands in flight (abandoned ones included) or has failed.
     pub fn device_may_hold_buffers(&self) -> bool {
