@@ -198,7 +198,7 @@ fn reactor_main(
     failure: &Mutex<Option<String>>,
 ) {
     let setup = || -> Result<ChainQueue, String> {
-        let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| e.to_string())?;
+        let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
         for (i, f) in functions.iter().enumerate() {
             let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| e.to_string())?;
             debug_assert_eq!(id, ProgId(i as u32));
@@ -266,4 +266,17 @@ fn reactor_main(
             idle = 0;
         }
     }
+}
+
+/// An error and its causes on one line ("a: b: c"), for errors that travel
+/// as text (a reactor's start-up failure).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

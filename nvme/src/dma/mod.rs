@@ -27,13 +27,13 @@ pub enum DmaError {
     TooLarge { len: usize, max: usize },
     #[error("DMA buffer of 0 bytes requested")]
     Empty,
-    #[error("DMA pool limit of {limit} bytes reached; raise --dma-mem or reserve more hugepages (sfbench setup --hugemem MB)")]
+    #[error("DMA pool limit of {limit} bytes reached; raise the pool's limit (PoolOptions::limit_bytes) or reserve more hugepages")]
     Exhausted { limit: usize },
-    #[error("mapping DMA memory failed: {0}; reserve hugepages with `sfbench setup --hugemem 512` or check RLIMIT_MEMLOCK")]
+    #[error("mapping DMA memory failed; reserve 2 MiB hugepages (/proc/sys/vm/nr_hugepages, as root) or raise RLIMIT_MEMLOCK")]
     Map(#[source] io::Error),
-    #[error("no hugepages are reserved and the fallback to ordinary pages is disabled; run `sfbench setup --hugemem 512` as root")]
+    #[error("no hugepages are reserved and the fallback to ordinary pages is disabled; reserve 2 MiB hugepages (/proc/sys/vm/nr_hugepages, as root)")]
     NoHugepages,
-    #[error("making a DMA chunk reachable by the device failed: {0}")]
+    #[error("making a DMA chunk reachable by the device failed")]
     DeviceMap(#[source] io::Error),
 }
 
@@ -155,7 +155,7 @@ impl DmaPool {
                     if self.inner.opts.allow_fallback { DmaError::Map(e) } else { DmaError::NoHugepages }
                 })?;
                 if !map.hugepages && !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
-                    eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve some: sfbench setup --hugemem 512)");
+                    eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve 2 MiB hugepages as root to avoid it)");
                 }
                 // The emulated device sees host virtual addresses; PCIe
                 // transports assign the device address through their mapper.

@@ -78,7 +78,7 @@ pub enum EmuError {
     BlockSize(u32),
     #[error("backing store of {len} bytes holds no whole {block}-byte block")]
     TooSmall { len: u64, block: u32 },
-    #[error("config: {0}")]
+    #[error("invalid emulated controller configuration: {0}")]
     Config(&'static str),
 }
 
