@@ -269,11 +269,20 @@ impl DmaBuf {
     /// The buffer as a byte slice, for code that hands it to a program
     /// without copying (the storage function's `ctx.data`).
     ///
-    /// Sound because holding a `DmaBuf` means owning it: while a command uses
-    /// the buffer, the queue pair holds it, and the completion hands it back
-    /// only after the device has finished with it (STYLE item 5). A device
-    /// that wrote into a buffer after completing its command would be broken
-    /// in the same way for every driver.
+    /// Sound because holding a `DmaBuf` means owning it (STYLE items 4, 5):
+    /// - while a command uses the buffer the queue pair holds it, and only
+    ///   the command's completion hands it back, after the device finished;
+    /// - a command past its deadline comes back *without* its buffer: the
+    ///   queue pair keeps it until the device answers (or, when the queue
+    ///   cannot be deleted, leaks it), so no `&mut [u8]` ever exists over
+    ///   memory a device may still write;
+    /// - the only way to point the device at memory without handing over its
+    ///   `DmaBuf` is the `unsafe` [`crate::Submitter::submit`] (or
+    ///   `Controller::admin_raw`), whose contract forbids doing so for a
+    ///   buffer the host keeps using.
+    ///
+    /// A device that wrote into a buffer after completing its command would
+    /// be broken in the same way for every driver.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the range is this buffer's own bytes inside a live mapping,
         // exclusively owned through `&mut self` (see above).
