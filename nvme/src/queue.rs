@@ -252,8 +252,8 @@ impl<C> Submitter<C> {
         }
         let index = self.slots.vacant_key();
         debug_assert!(index < self.capacity, "slab keys stay below capacity while len < capacity");
-        // `index < capacity <= 4095` (IO_DEPTH_MAX), so it fits the slot bits.
-        let cid = ((u16::from(self.generations[index])) << CID_SLOT_BITS) | index as u16;
+        // `index < capacity <= CID_SLOT_MASK` (asserted in `new`), so it fits the slot bits.
+        let cid = (u16::from(self.generations[index]) << CID_SLOT_BITS) | (u16::try_from(index).unwrap_or(CID_SLOT_MASK) & CID_SLOT_MASK);
         sqe.cid = cid;
         let buf = match data {
             None => None,
