@@ -157,6 +157,28 @@ impl Shared {
     }
 }
 
+/// How long dropping a controller waits for admin commands still in flight
+/// (fire-and-forget Aborts) before it leaks the admin rings instead.
+const ADMIN_DRAIN_MS: u64 = 100;
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(mut qp) = self.admin.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let deadline = Instant::now() + Duration::from_millis(ADMIN_DRAIN_MS);
+        while qp.device_may_hold_buffers() && Instant::now() < deadline {
+            if qp.process_completions(0, |_, _| {}).is_err() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if qp.device_may_hold_buffers() {
+            // An Abort (or a command given up on) is still with the device,
+            // which may yet write its completion: never free those rings.
+            std::mem::forget(qp);
+        }
+    }
+}
+
 /// An attached, enabled controller.
 pub struct Controller {
     shared: Arc<Shared>,
