@@ -3,6 +3,9 @@
 //! limits, lost and bogus completions, a failed controller, and stopping a
 //! reactor with chains in flight. Every wait is bounded.
 
+// Block numbers and sizes here are small constants: the casts are exact.
+#![allow(clippy::cast_possible_truncation)]
+
 use super::*;
 use crate::reactor::{Engine, EngineConfig, FunctionFactory};
 use crate::request::{ChainRequest, ProgId};
@@ -167,6 +170,22 @@ fn a_lost_read_times_out_only_its_own_chain() {
     assert_eq!(q.chains_in_flight(), 0);
     assert_eq!(q.failure(), None, "one lost read does not fail the queue");
     assert_eq!(q.run_blocking(fx.req(7, p)).unwrap().status, ChainStatus::Done);
+}
+
+#[test]
+fn a_late_read_times_out_and_a_short_delay_does_not() {
+    let fx = fixture(PoolOptions::default());
+    fx.emu.inject_completion_fault(Fx::lbas(2), CompletionFault::Delay(Duration::from_secs(30)));
+    fx.emu.inject_completion_fault(Fx::lbas(3), CompletionFault::Delay(Duration::from_millis(5)));
+    let mut q = fx.queue(8, limits());
+    let p = q.add_function(one_shot()).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(q.run_blocking(fx.req(3, p)).unwrap().status, ChainStatus::Done);
+    let o = q.run_blocking(fx.req(2, p)).unwrap();
+    assert_eq!(o.status, ChainStatus::Timeout { offset: 2 * BLOCK, timeout_ms: 30 });
+    assert!(t0.elapsed() < Duration::from_secs(5), "the 30 s delay was not waited for");
+    assert_eq!(q.failure(), None);
+    assert_eq!(q.run_blocking(fx.req(4, p)).unwrap().status, ChainStatus::Done);
 }
 
 #[test]
