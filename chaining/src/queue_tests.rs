@@ -295,3 +295,28 @@ fn a_failed_reactor_queue_is_reported_through_the_engine() {
     // Later chains on that reactor end at once.
     assert!(matches!(engine.run(fx.req(3, ProgId(0))).unwrap().status, ChainStatus::QueueFailed(_)));
 }
+
+#[test]
+fn a_reactor_takes_only_the_chains_its_queue_has_room_for() {
+    let fx = fixture(PoolOptions::default());
+    let f: FunctionFactory = Arc::new(|| Ok(one_shot()));
+    let lim = ChainLimits { chains_max: 2, ..limits() };
+    let cfg = EngineConfig { reactors: 1, pin_reactors: false, channel_capacity: 64, limits: lim, ..EngineConfig::default() };
+    let engine = Arc::new(Engine::start(fx.ctrl.clone(), fx.registry.clone(), vec![f], cfg).unwrap());
+    // Many more chains than the queue may hold arrive at once: the reactor
+    // leaves the rest in its channel instead of refusing them Busy.
+    let out: Results = Arc::new(Mutex::new(Vec::new()));
+    for b in 0..200u64 {
+        let o = out.clone();
+        engine.submit(fx.req(b % 16, ProgId(0)), move |r| o.lock().unwrap().push((b, r))).unwrap();
+    }
+    let t0 = Instant::now();
+    while out.lock().unwrap().len() < 200 {
+        assert!(t0.elapsed() < WAIT);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (b, o) in out.lock().unwrap().iter() {
+        assert_eq!(o.status, ChainStatus::Done, "chain {b}");
+        assert_eq!(o.scratch_u64(0), b % 16 + 1);
+    }
+}
