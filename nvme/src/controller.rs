@@ -378,6 +378,12 @@ impl Controller {
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
     }
+    /// Whether the controller reports fatal status (CSTS.CFS), is not
+    /// ready, or is gone (CSTS reads all ones): it needs a reset before use.
+    pub fn is_failed(&self) -> bool {
+        let csts = self.shared.transport.read32(offset::CSTS);
+        csts == u32::MAX || Csts(csts).fatal() || !Csts(csts).ready()
+    }
     pub fn namespaces(&self) -> &[Namespace] {
         &self.namespaces
     }

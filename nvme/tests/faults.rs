@@ -157,7 +157,9 @@ fn a_corrupted_completion_fails_the_queue_pair() {
 fn controller_fatal_status_fails_the_queue_pair_and_admin_commands_promptly() {
     let (emu, ctrl, ns) = setup(4);
     let mut qp = qpair(&ctrl, 8);
+    assert!(!ctrl.is_failed());
     emu.set_fatal();
+    assert!(ctrl.is_failed());
     let t0 = Instant::now();
     read(&ctrl, &mut qp, &ns, 5);
     let (got, err) = collect(&mut qp, 1);
