@@ -256,7 +256,12 @@ fn validate(a: &Args) -> Result<()> {
     }
     let writes = a.pattern.read_pct(a.mix) < 100 || a.verify;
     if writes && a.pci.is_some() && !a.allow_write {
-        bail!("-w {}{}: writing to the PCIe controller {} destroys the data of its namespace 1; pass --allow-write if you mean it", a.pattern.name(), if a.verify { " --verify" } else { "" }, a.pci.as_deref().unwrap_or(""));
+        bail!(
+            "-w {}{}: writing to the PCIe controller {} destroys the data of its namespace 1; pass --allow-write if you mean it",
+            a.pattern.name(),
+            if a.verify { " --verify" } else { "" },
+            a.pci.as_deref().unwrap_or("")
+        );
     }
     let kernel = a.engines.iter().any(|e| matches!(e, EngineKind::IoUring | EngineKind::Psync));
     if a.pci.is_some() && a.dev.is_none() && kernel {
@@ -364,7 +369,16 @@ pub fn run(a: Args) -> Result<()> {
 
 /// Makes thread `t`'s worker for engine `e`.
 #[allow(clippy::too_many_arguments)]
-fn worker(a: &Args, target: &target::Target, device: Option<&spdk::Device>, e: EngineKind, qd: u32, pool: &DmaPool, seed: u64, write: bool) -> Result<(Box<dyn Worker>, Option<String>)> {
+fn worker(
+    a: &Args,
+    target: &target::Target,
+    device: Option<&spdk::Device>,
+    e: EngineKind,
+    qd: u32,
+    pool: &DmaPool,
+    seed: u64,
+    write: bool,
+) -> Result<(Box<dyn Worker>, Option<String>)> {
     let model = kernel::Model { latency: a.device_latency, wait: a.wait.resolve(1) };
     Ok(match e {
         EngineKind::SpdkStyle => (Box::new(spdk::SpdkWorker::new(device.context("no controller")?, qd, a.io_size, seed)?), None),
@@ -399,7 +413,11 @@ fn how(a: &Args, e: EngineKind, threads: u32) -> String {
             if a.iopoll {
                 v.push("iopoll");
             }
-            if v.is_empty() { "plain".into() } else { v.join(", ") }
+            if v.is_empty() {
+                "plain".into()
+            } else {
+                v.join(", ")
+            }
         }
         EngineKind::Psync => "one I/O at a time per thread".into(),
         EngineKind::Aio => String::new(),

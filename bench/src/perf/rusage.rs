@@ -18,7 +18,6 @@ pub fn process_cpu() -> Result<Duration> {
     Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

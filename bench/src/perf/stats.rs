@@ -155,14 +155,7 @@ pub fn summarise(st: &ThreadStats, secs: f64, cpu: Duration, device: Duration, i
 /// The table, SPDK perf's columns plus CPU time per I/O.
 pub fn print_table(results: &[PerfResult]) {
     let Some(r0) = results.first() else { return };
-    println!(
-        "\n{} {} B, read {} %, device model {}{}",
-        r0.pattern,
-        r0.io_size,
-        r0.read_pct,
-        r0.device_model,
-        if r0.modelled { " (MODELLED device time)" } else { "" }
-    );
+    println!("\n{} {} B, read {} %, device model {}{}", r0.pattern, r0.io_size, r0.read_pct, r0.device_model, if r0.modelled { " (MODELLED device time)" } else { "" });
     let mut devices: Vec<(&str, &str)> = results.iter().map(|r| (r.engine.as_str(), r.device.as_str())).collect();
     devices.dedup();
     for (e, d) in devices {
