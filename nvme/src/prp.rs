@@ -11,6 +11,8 @@ use crate::addr::Iova;
 
 /// Memory page size (CC.MPS = 0).
 pub const PAGE: u64 = 4096;
+/// [`PAGE`] as a buffer length.
+pub const PAGE_BYTES: usize = 4096;
 /// Entries in one PRP list page.
 pub const PRP_LIST_ENTRIES: usize = (PAGE / 8) as usize;
 
@@ -56,7 +58,7 @@ pub fn build(start: Iova, len: usize, list: &mut [u64; PRP_LIST_ENTRIES]) -> Res
     }
     let second_page = start.0 - start.page_offset(PAGE) + PAGE;
     let rest = len64 - first_room;
-    let pages = rest.div_ceil(PAGE) as usize;
+    let pages = usize::try_from(rest.div_ceil(PAGE)).unwrap_or(usize::MAX);
     if pages == 1 {
         return Ok(Prp { prp1: start, prp2: Prp2::Page(Iova(second_page)) });
     }

@@ -205,7 +205,7 @@ impl<C> Submitter<C> {
         let sqe = Sqe {
             opcode: op as u8,
             nsid: ns.id,
-            cdw10: lba.0 as u32,
+            cdw10: (lba.0 & 0xffff_ffff) as u32,
             cdw11: (lba.0 >> 32) as u32,
             cdw12: nlb - 1,
             ..Sqe::default()
@@ -294,7 +294,7 @@ impl<C> Submitter<C> {
 
     fn ensure_prp_list(&mut self, index: usize) -> Result<(), QueueError> {
         if self.prp_lists[index].is_none() {
-            let page = self.transport.dma().alloc(prp::PAGE as usize).map_err(QueueError::PrpListAlloc)?;
+            let page = self.transport.dma().alloc(prp::PAGE_BYTES).map_err(QueueError::PrpListAlloc)?;
             self.prp_lists[index] = Some(page);
         }
         Ok(())

@@ -17,7 +17,7 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         u64::from(self.read32(offset)) | (u64::from(self.read32(offset + 4)) << 32)
     }
     fn write64(&self, offset: u32, value: u64) {
-        self.write32(offset, value as u32);
+        self.write32(offset, (value & 0xffff_ffff) as u32);
         self.write32(offset + 4, (value >> 32) as u32);
     }
     /// The DMA memory this controller can reach.

@@ -1,5 +1,7 @@
 //! Integration tests of the driver against the emulated controller: data
 //! integrity for random sizes and offsets, and every error path.
+// Test data: sizes and counts are small and masked where they are narrowed.
+#![allow(clippy::cast_possible_truncation)]
 
 use nvme::controller::State;
 use nvme::emu::{Backing, EmuConfig, EmulatedController, Latency};

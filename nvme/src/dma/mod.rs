@@ -256,14 +256,14 @@ impl DmaBuf {
         assert!(off.checked_add(dst.len()).is_some_and(|e| e <= self.len), "read past DMA buffer");
         // SAFETY: the range is inside this buffer (checked above), which lies
         // in a live mapping; `dst` is ordinary memory, so they do not overlap.
-        unsafe { mmap::copy(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len()) }
+        unsafe { mmap::copy(self.ptr.as_ptr().wrapping_add(off), dst.as_mut_ptr(), dst.len()) }
     }
 
     /// Copies `src` into the buffer at `off`.
     pub fn write(&mut self, off: usize, src: &[u8]) {
         assert!(off.checked_add(src.len()).is_some_and(|e| e <= self.len), "write past DMA buffer");
         // SAFETY: as in `read`, with the roles swapped.
-        unsafe { mmap::copy(src.as_ptr(), self.ptr.as_ptr().add(off), src.len()) }
+        unsafe { mmap::copy(src.as_ptr(), self.ptr.as_ptr().wrapping_add(off), src.len()) }
     }
 
     /// The buffer as a byte slice, for code that hands it to a program
@@ -304,7 +304,7 @@ impl DmaBuf {
     pub fn load_u16_acquire(&self, off: usize) -> u16 {
         assert!(off % 2 == 0 && off + 2 <= self.len);
         // SAFETY: aligned (buffers are page aligned, off is even) and in bounds.
-        unsafe { mmap::load_u16_acquire(self.ptr.as_ptr().add(off)) }
+        unsafe { mmap::load_u16_acquire(self.ptr.as_ptr().wrapping_add(off)) }
     }
 }
 
@@ -334,7 +334,7 @@ impl DeviceMemory {
     pub fn translate(&self, iova: Iova, len: usize) -> Option<*mut u8> {
         let chunks = self.pool.chunks.read().unwrap_or_else(|p| p.into_inner());
         chunks.iter().find_map(|c| {
-            let off = iova.0.checked_sub(c.iova.0)? as usize;
+            let off = usize::try_from(iova.0.checked_sub(c.iova.0)?).ok()?;
             let end = off.checked_add(len)?;
             (end <= c.map.len()).then(|| {
                 // SAFETY-free: pointer arithmetic inside the mapping (checked).
@@ -371,7 +371,7 @@ impl DeviceMemory {
             mmap::copy(cqe.as_ptr(), p, 14);
         }
         // SAFETY: as above; offset 14 of a 16-byte range.
-        unsafe { mmap::store_u16_release(p.add(14), u16::from_le_bytes([cqe[14], cqe[15]])) };
+        unsafe { mmap::store_u16_release(p.wrapping_add(14), u16::from_le_bytes([cqe[14], cqe[15]])) };
         Some(())
     }
 }

@@ -161,7 +161,7 @@ impl Backing {
             Backing::Memory(m) => {
                 let v = m.read().unwrap_or_else(|p| p.into_inner());
                 // `end <= len`, so both bounds fit in usize.
-                Ok(sink(&v[off as usize..end as usize]))
+                Ok(sink(&v[usize::try_from(off).map_err(io::Error::other)?..usize::try_from(end).map_err(io::Error::other)?]))
             }
             Backing::File(f) => {
                 let buf = bounce.get(len);
@@ -177,7 +177,7 @@ impl Backing {
         match self {
             Backing::Memory(m) => {
                 let mut v = m.write().unwrap_or_else(|p| p.into_inner());
-                Ok(fill(&mut v[off as usize..end as usize]))
+                Ok(fill(&mut v[usize::try_from(off).map_err(io::Error::other)?..usize::try_from(end).map_err(io::Error::other)?]))
             }
             Backing::File(f) => {
                 let buf = bounce.get(len);
@@ -256,7 +256,7 @@ mod tests {
         let path = dir.join("ns.img");
         let b = Backing::file(&path, Some(1 << 20)).unwrap();
         let mut bounce = Bounce::default();
-        let data: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+        let data: Vec<u8> = (0..8192u32).map(|i| ((i * 7) & 0xff) as u8).collect();
         b.write_with(4096, 8192, &mut bounce, |d| d.copy_from_slice(&data)).unwrap();
         assert_eq!(b.snapshot(4096, 8192).unwrap(), data);
         b.write_with(512, 512, &mut bounce, |d| d.fill(9)).unwrap();

@@ -84,7 +84,7 @@ impl EmulatedController {
             _ => return err(Status::INVALID_FIELD),
         }
         match prp_walk::walk(&self.mem, sqe.prp1, sqe.prp2, 4096, |iova, len, off| {
-            let off = off as usize;
+            let off = usize::try_from(off).map_err(|_| Status::DATA_TRANSFER_ERROR)?;
             self.mem.write(iova, &page[off..off + len]).ok_or(Status::DATA_TRANSFER_ERROR)
         }) {
             Ok(()) => ok(0, 4096),
@@ -113,7 +113,8 @@ impl EmulatedController {
         // does not fit u16 and is refused by `Cap::build`'s range.
         let entries = u16::try_from(entries).map_err(|_| Status::INVALID_QUEUE_SIZE)?;
         let base = Iova(sqe.prp1);
-        self.mem.translate(base, usize::from(entries) * entry_size as usize).ok_or(Status::INVALID_FIELD)?;
+        let entry_size = usize::try_from(entry_size).map_err(|_| Status::INVALID_FIELD)?;
+        self.mem.translate(base, usize::from(entries) * entry_size).ok_or(Status::INVALID_FIELD)?;
         Ok((qid, entries, base))
     }
 

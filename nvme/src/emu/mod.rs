@@ -325,8 +325,8 @@ impl EmulatedController {
             // from the shared stack only then (memory backing copies directly).
             let file_backed = matches!(self.backing, Backing::File(_));
             let mut bounce = if file_backed { self.bounce.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default() } else { Bounce::default() };
-            // `tail < entries <= u16::MAX`.
-            let tail = tail as u16;
+            // `tail < entries <= u16::MAX` (checked above).
+            let tail = u16::try_from(tail).unwrap_or(sq.head);
             let now = if self.cfg.latency.is_none() { None } else { Some(Instant::now()) };
             while sq.head != tail {
                 let mut raw = [0u8; 64];
@@ -382,7 +382,8 @@ impl EmulatedController {
                     break;
                 }
             }
-            if cq.prod.is_full((host_head % u32::from(cq.entries)) as u16) {
+            // A remainder of a division by a u16 fits u16.
+            if cq.prod.is_full(u16::try_from(host_head % u32::from(cq.entries)).unwrap_or(0)) {
                 break;
             }
             cqe.sq_head = sq.head;
@@ -409,15 +410,15 @@ impl Transport for EmulatedController {
 
     fn read32(&self, off: u32) -> u32 {
         match off {
-            offset::CAP => self.cap.0 as u32,
+            offset::CAP => (self.cap.0 & 0xffff_ffff) as u32,
             o if o == offset::CAP + 4 => (self.cap.0 >> 32) as u32,
             offset::VS => 0x0001_0400, // NVMe 1.4
             offset::CC => self.cc.load(Ordering::Acquire),
             offset::CSTS => self.csts.load(Ordering::Acquire),
             offset::AQA => self.aqa.load(Ordering::Acquire),
-            offset::ASQ => self.asq.load(Ordering::Acquire) as u32,
+            offset::ASQ => (self.asq.load(Ordering::Acquire) & 0xffff_ffff) as u32,
             o if o == offset::ASQ + 4 => (self.asq.load(Ordering::Acquire) >> 32) as u32,
-            offset::ACQ => self.acq.load(Ordering::Acquire) as u32,
+            offset::ACQ => (self.acq.load(Ordering::Acquire) & 0xffff_ffff) as u32,
             o if o == offset::ACQ + 4 => (self.acq.load(Ordering::Acquire) >> 32) as u32,
             _ => 0,
         }

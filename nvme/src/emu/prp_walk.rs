@@ -22,7 +22,8 @@ pub fn walk(
         return Err(Status::INVALID_PRP_OFFSET);
     }
     let first = len.min(PAGE - prp1 % PAGE);
-    seg(Iova(prp1), first as usize, 0)?;
+    // `first <= PAGE` (4 KiB).
+    seg(Iova(prp1), usize::try_from(first).map_err(|_| Status::INVALID_FIELD)?, 0)?;
     let mut done = first;
     if done == len {
         return Ok(());
@@ -32,7 +33,7 @@ pub fn walk(
         if prp2 % PAGE != 0 {
             return Err(Status::INVALID_PRP_OFFSET);
         }
-        return seg(Iova(prp2), rest as usize, done);
+        return seg(Iova(prp2), usize::try_from(rest).map_err(|_| Status::INVALID_FIELD)?, done);
     }
     // PRP2 points at a list; the last entry of a list page chains to the next.
     if prp2 % 8 != 0 {
