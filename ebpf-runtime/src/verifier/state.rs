@@ -22,6 +22,11 @@ impl State {
         State { regs, stack: Stack::default() }
     }
 
+    /// Bytes this state occupies: inline size plus owned heap buffers.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<State>() + self.stack.heap_bytes()
+    }
+
     /// Whether `self` (explored, proven safe) covers `new`.
     #[cfg(test)]
     pub fn subsumes(&self, new: &State) -> bool {
