@@ -9,7 +9,7 @@ use super::helpers::{self, Arg, Ret};
 use super::mem;
 use super::regs::{Ptr, PtrKind, Reg};
 use super::scalar::Scalar;
-use super::state::State;
+use super::state::{Fact, State};
 use super::structure::Cfg;
 use super::{Env, Stats};
 use crate::insn::*;
@@ -35,7 +35,9 @@ pub struct Engine<'a> {
     complete: Vec<bool>,
     stored: u64,
     next_state_id: u32,
-    next_ptr_id: u32,
+    /// Last id given to a value (scalar copies, lookup results); one
+    /// namespace for both, as pruning maps them together.
+    next_id: u32,
     stats: Stats,
     budget: Budget,
 }
@@ -103,7 +105,7 @@ impl<'a> Engine<'a> {
             complete: Vec::new(),
             stored: 0,
             next_state_id: 0,
-            next_ptr_id: 0,
+            next_id: 0,
             stats: Stats { insns: prog.len(), ..Stats::default() },
             budget: Budget::new(env.limits),
         }
@@ -173,6 +175,7 @@ impl<'a> Engine<'a> {
                     *reg = Reg::NotInit;
                 }
             }
+            m.canonicalize();
             m
         };
         let mut i = 0;
@@ -187,7 +190,7 @@ impl<'a> Engine<'a> {
                 // Covered by a state on its own path: the loop came back to
                 // where it was. Identical means it never makes progress;
                 // otherwise walk on (the cap bounds a loop that never ends).
-                if e.st == masked() {
+                if e.st.same_as(&masked()) {
                     return Err(VerifyError::InfiniteLoop { insn: pc });
                 }
             }
@@ -224,7 +227,14 @@ impl<'a> Engine<'a> {
         let ins = self.prog[pc];
         let st = &mut cur.st;
         match ins.class() {
-            CLASS_ALU | CLASS_ALU64 => alu::step(st, &ins, pc)?,
+            CLASS_ALU | CLASS_ALU64 => {
+                if self.zero_extension_pair(st, pc, &ins) {
+                    self.stats.insns_processed += 1;
+                    cur.pc += 2;
+                    return Ok(Flow::Continue);
+                }
+                alu::step(st, &ins, pc, &mut self.next_id)?;
+            }
             CLASS_LDX => {
                 let sx = ins.opc & 0xe0 == MODE_MEMSX;
                 let v = mem::load(self.env, st, pc, ins.src, ins.off, size_of(ins.opc), sx)?;
@@ -262,6 +272,38 @@ impl<'a> Engine<'a> {
         Ok(Flow::Continue)
     }
 
+    /// `r <<= 32; r >>= 32` (or `s>>= 32`), clang's zero (sign) extension
+    /// of a 32-bit value without ALU32, on a scalar that already fits: the
+    /// pair leaves the value as it is, so it keeps its bounds and its id
+    /// (a later comparison of `r` then bounds the register it was copied
+    /// from). Applies only when no jump lands between the two.
+    fn zero_extension_pair(&self, st: &State, pc: usize, ins: &Insn) -> bool {
+        let shl = CLASS_ALU64 | ALU_LSH | SRC_K;
+        if ins.opc != shl || ins.imm != 32 || pc + 1 >= self.prog.len() || self.cfg.prune_point[pc + 1] {
+            return false;
+        }
+        let next = self.prog[pc + 1];
+        let fits = match st.regs[usize::from(ins.dst)] {
+            Reg::Scalar(s) if next.opc == CLASS_ALU64 | ALU_RSH | SRC_K => s.umax <= u64::from(u32::MAX),
+            Reg::Scalar(s) if next.opc == CLASS_ALU64 | ALU_ARSH | SRC_K => s.umax <= 0x7fff_ffff,
+            _ => false,
+        };
+        fits && next.dst == ins.dst && next.imm == 32 && next.src == 0 && next.off == 0
+    }
+
+    /// Gives the scalar in `reg` an id if it has none (before a comparison
+    /// that records a fact about it); returns the id.
+    fn ensure_id(&mut self, st: &mut State, reg: u8) -> u32 {
+        if let Reg::Scalar(s) = &mut st.regs[usize::from(reg)] {
+            if s.id == 0 {
+                self.next_id += 1;
+                s.id = self.next_id;
+            }
+            return s.id;
+        }
+        0
+    }
+
     fn target(pc: usize, ins: &Insn) -> usize {
         // In range: checked by the static pass.
         usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + super::structure::jump_offset(ins)).unwrap_or(0)
@@ -290,7 +332,8 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         let cmp = Cmp::of_op(op).ok_or(VerifyError::UnknownOpcode { insn: pc, opc: ins.opc })?;
-        let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp)?;
+        let facts = self.fact_operands(&mut cur.st, &ins);
+        let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp, facts)?;
         let target = Self::target(pc, &ins);
         match (taken, fall) {
             (Some(t), Some(f)) => {
@@ -318,13 +361,29 @@ impl<'a> Engine<'a> {
         Ok(Flow::Continue)
     }
 
+    /// For a 64-bit comparison of two registers holding non-constant
+    /// scalars, the ids of both values (given now if they had none), so the
+    /// outcome can be recorded as a [`Fact`]; `None` otherwise.
+    fn fact_operands(&mut self, st: &mut State, ins: &Insn) -> Option<(u32, u32)> {
+        if ins.class() != CLASS_JMP || ins.opc & SRC_X == 0 || ins.src == ins.dst {
+            return None;
+        }
+        let varies = |r: &Reg| matches!(r, Reg::Scalar(s) if s.as_const().is_none());
+        if !varies(&st.regs[usize::from(ins.dst)]) || !varies(&st.regs[usize::from(ins.src)]) {
+            return None;
+        }
+        Some((self.ensure_id(st, ins.dst), self.ensure_id(st, ins.src)))
+    }
+
     /// The states on the taken and fall-through sides (`None`: infeasible).
+    /// `facts`: the ids of both operands when the outcome is to be recorded.
     fn branch(
         &mut self,
         st: &State,
         pc: usize,
         ins: &Insn,
         cmp: Cmp,
+        facts: Option<(u32, u32)>,
     ) -> Result<(Option<State>, Option<State>), VerifyError> {
         let is32 = ins.class() == CLASS_JMP32;
         let x = ins.opc & SRC_X != 0;
@@ -336,6 +395,19 @@ impl<'a> Engine<'a> {
                     Reg::Scalar(b) if x => b,
                     _ => imm_operand(ins.imm, is32, cmp),
                 };
+                // One value against itself (the same register, or copies):
+                // the outcome is known and teaches nothing.
+                if x && (ins.src == ins.dst || (a.id != 0 && a.id == b.id)) {
+                    if let Some(t) = Cmp::Eq.implies(cmp) {
+                        return Ok(if t { (Some(st.clone()), None) } else { (None, Some(st.clone())) });
+                    }
+                }
+                // A relation this path already learned decides it.
+                if let Some((ia, ib)) = facts {
+                    if let Some(t) = st.holds(ia, cmp, ib) {
+                        return Ok(if t { (Some(st.clone()), None) } else { (None, Some(st.clone())) });
+                    }
+                }
                 let side = |c: Cmp| -> Option<State> {
                     let (a2, b2, exact) = if is32 { refine32(c, a, b, x)? } else { refine(c, a, b).map(|(p, q)| (p, q, true))? };
                     let mut out = st.clone();
@@ -347,11 +419,14 @@ impl<'a> Engine<'a> {
                     let keep = |s: &Scalar| !(both_vary && is_wide(s));
                     if exact {
                         if x && ins.src != ins.dst && keep(&b2) {
-                            out.regs[usize::from(ins.src)] = Reg::Scalar(b2);
+                            set_equal_scalars(&mut out, ins.src, b2);
                         }
                         if !(x && ins.src == ins.dst) && keep(&a2) {
-                            out.regs[usize::from(ins.dst)] = Reg::Scalar(a2);
+                            set_equal_scalars(&mut out, ins.dst, a2);
                         }
+                    }
+                    if let Some((a, b)) = facts {
+                        out.add_fact(Fact { a, cmp: c, b, ra: ins.dst, rb: ins.src });
                     }
                     Some(out)
                 };
@@ -441,13 +516,26 @@ impl<'a> Engine<'a> {
         }
         st.regs[0] = match (proto.ret, map) {
             (Ret::MapValueOrNull, Some(m)) => {
-                self.next_ptr_id += 1;
+                self.next_id += 1;
                 let kind = PtrKind::MapValueOrNull(u32::try_from(m).unwrap_or(u32::MAX));
-                Reg::Ptr(Ptr { id: self.next_ptr_id, ..Ptr::new(kind) })
+                Reg::Ptr(Ptr { id: self.next_id, ..Ptr::new(kind) })
             }
             _ => Reg::Scalar(Scalar::unknown()),
         };
         Ok(())
+    }
+}
+
+/// Puts the refined scalar `v` in `reg` and in every register and spill
+/// holding the same value (same non-zero id): Linux's `find_equal_scalars`.
+fn set_equal_scalars(st: &mut State, reg: u8, v: Scalar) {
+    st.regs[usize::from(reg)] = Reg::Scalar(v);
+    if v.id != 0 {
+        st.for_each_reg(|r| {
+            if matches!(r, Reg::Scalar(s) if s.id == v.id) {
+                *r = Reg::Scalar(v);
+            }
+        });
     }
 }
 
@@ -499,8 +587,13 @@ fn refine32(cmp: Cmp, a: Scalar, b: Scalar, x: bool) -> Option<(Scalar, Scalar, 
     let (ta, tb) = (a.trunc32(), b.trunc32());
     // Unsigned: the truncations are the compared values. Signed: only when
     // both are non-negative as i32 do they order like their u64 values.
+    // What is learned bounds the low 32 bits of each register (so that a
+    // later `w = w` keeps it).
     if !cmp.is_signed() || (ta.umax <= lim && tb.umax <= lim) {
-        refine(cmp, ta, tb)?;
+        let (ta2, tb2) = refine(cmp, ta, tb)?;
+        let a2 = a.with_sub32(ta2.umin, ta2.umax)?;
+        let b2 = if x { b.with_sub32(tb2.umin, tb2.umax)? } else { b };
+        return Some((a2, b2, true));
     }
     Some((a, b, false))
 }

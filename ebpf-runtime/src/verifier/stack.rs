@@ -174,6 +174,26 @@ impl Stack {
         }
     }
 
+    /// Applies `f` to the value of every narrow field.
+    pub fn for_each_narrow(&mut self, mut f: impl FnMut(&mut Scalar)) {
+        for s in &mut self.slots {
+            if let Slot::Narrow { value, .. } = s {
+                f(value);
+            }
+        }
+    }
+
+    /// Calls `f` on every spilled register and narrow field's value.
+    pub fn for_each_held(&self, mut f: impl FnMut(&Reg)) {
+        for s in &self.slots {
+            match s {
+                Slot::Spill(reg) => f(reg),
+                Slot::Narrow { value, .. } => f(&Reg::Scalar(*value)),
+                Slot::Bytes(_) => {}
+            }
+        }
+    }
+
     /// Pairs of (old, new) slots over the union of both stacks.
     pub fn zip<'a>(&'a self, other: &'a Stack) -> impl Iterator<Item = (Slot, Slot)> + 'a {
         let n = self.slots.len().max(other.slots.len());
