@@ -14,13 +14,25 @@ use super::structure::Cfg;
 use super::{Env, Stats};
 use crate::insn::*;
 
-/// A path being explored: where it is, its state, and the bytes charged
-/// to the budget for it when it was created.
+/// A path being explored: where it is, its state, the bytes charged to the
+/// budget for it when it was created, and the work done on it since it last
+/// stored a state (instructions, conditional jumps).
 struct Path {
     pc: usize,
-    st: State,
+    /// Boxed: the pending stack grows to thousands of paths in a long
+    /// loop, and moving states as it grows cost more than the allocation.
+    st: Box<State>,
     bytes: usize,
+    since_store: (u32, u32),
 }
+
+/// A path stores its state at a prune point only after this many
+/// instructions and conditional jumps since it last did (Linux stores on
+/// the same condition, 8 and 2): a state stored at every prune point costs
+/// a copy each time and seldom prunes more. Every prune point still
+/// compares with what is stored.
+const STORE_AFTER_INSNS: u32 = 8;
+const STORE_AFTER_JUMPS: u32 = 2;
 
 /// The walk over all paths of one program.
 pub struct Engine<'a> {
@@ -73,6 +85,37 @@ enum Flow {
     End,
 }
 
+/// The feasible sides of a conditional jump.
+enum Sides {
+    /// Both: the taken side's state (the current one is the fall-through's).
+    Both(State),
+    Taken,
+    Fall,
+    Neither,
+}
+
+/// What one side of a conditional jump teaches: refined operands (register
+/// and value) and the relation that holds.
+struct Edit {
+    src: Option<(u8, Scalar)>,
+    dst: Option<(u8, Scalar)>,
+    fact: Option<Fact>,
+}
+
+impl Edit {
+    fn apply(self, st: &mut State) {
+        if let Some((r, v)) = self.src {
+            set_equal_scalars(st, r, v);
+        }
+        if let Some((r, v)) = self.dst {
+            set_equal_scalars(st, r, v);
+        }
+        if let Some(f) = self.fact {
+            st.add_fact(f);
+        }
+    }
+}
+
 fn read(st: &State, insn: usize, reg: u8) -> Result<Reg, VerifyError> {
     match st.regs[usize::from(reg)] {
         Reg::NotInit => Err(VerifyError::UninitRegister { insn, reg }),
@@ -113,9 +156,9 @@ impl<'a> Engine<'a> {
 
     pub fn run(mut self) -> Result<Stats, VerifyError> {
         let st = State::entry();
-        let bytes = st.bytes();
+        let bytes = st.bytes() + std::mem::size_of::<Path>();
         self.budget.charge(bytes, 0)?;
-        let mut pending = vec![Path { pc: 0, st, bytes }];
+        let mut pending = vec![Path { pc: 0, st: Box::new(st), bytes, since_store: (STORE_AFTER_INSNS, STORE_AFTER_JUMPS) }];
         while let Some(mut cur) = pending.pop() {
             self.finish_below(pending.len());
             loop {
@@ -130,7 +173,8 @@ impl<'a> Engine<'a> {
                         VerifyError::TooComplex { insn, cap }
                     });
                 }
-                if self.cfg.prune_point[cur.pc] && self.visit(&cur, pending.len())? {
+                cur.since_store.0 = cur.since_store.0.saturating_add(1);
+                if self.cfg.prune_point[cur.pc] && self.visit(&mut cur, pending.len())? {
                     break;
                 }
                 match self.step(&mut cur, &mut pending)? {
@@ -165,11 +209,11 @@ impl<'a> Engine<'a> {
     /// At a prune point: `true` if a fully explored stored state covers the
     /// path (cut it); otherwise the state is stored. A covering state that is
     /// still open is an ancestor: the path went around a loop back to it.
-    fn visit(&mut self, cur: &Path, pending_len: usize) -> Result<bool, VerifyError> {
+    fn visit(&mut self, cur: &mut Path, pending_len: usize) -> Result<bool, VerifyError> {
         let pc = cur.pc;
         let live = self.cfg.live_in[pc];
         let masked = || {
-            let mut m = cur.st.clone();
+            let mut m: State = (*cur.st).clone();
             for (r, reg) in m.regs.iter_mut().enumerate() {
                 if live & (1 << r) == 0 {
                     *reg = Reg::NotInit;
@@ -203,7 +247,9 @@ impl<'a> Engine<'a> {
                 i += 1;
             }
         }
-        if self.stored < self.env.limits.states_max {
+        let (insns, jumps) = cur.since_store;
+        if insns >= STORE_AFTER_INSNS && jumps >= STORE_AFTER_JUMPS && self.stored < self.env.limits.states_max {
+            cur.since_store = (0, 0);
             let cap = self.env.limits.states_per_insn_max;
             if self.explored[pc].len() >= cap {
                 return Err(VerifyError::StatesPerInsnCap { insn: pc, cap });
@@ -333,30 +379,24 @@ impl<'a> Engine<'a> {
         }
         let cmp = Cmp::of_op(op).ok_or(VerifyError::UnknownOpcode { insn: pc, opc: ins.opc })?;
         let facts = self.fact_operands(&mut cur.st, &ins);
-        let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp, facts)?;
+        let sides = self.branch(&mut cur.st, pc, &ins, cmp, facts)?;
         let target = Self::target(pc, &ins);
-        match (taken, fall) {
-            (Some(t), Some(f)) => {
+        match sides {
+            Sides::Both(t) => {
                 let cap = self.env.limits.pending_max;
                 if pending.len() >= cap {
                     return Err(VerifyError::PendingCap { insn: pc, cap });
                 }
-                let bytes = t.bytes();
+                let bytes = t.bytes() + std::mem::size_of::<Path>();
                 self.budget.charge(bytes, pc)?;
-                pending.push(Path { pc: target, st: t, bytes });
+                cur.since_store.1 = cur.since_store.1.saturating_add(1);
+                pending.push(Path { pc: target, st: Box::new(t), bytes, since_store: cur.since_store });
                 self.stats.peak_pending = self.stats.peak_pending.max(u64::try_from(pending.len()).unwrap_or(u64::MAX));
-                cur.st = f;
                 cur.pc += 1;
             }
-            (Some(t), None) => {
-                cur.st = t;
-                cur.pc = target;
-            }
-            (None, Some(f)) => {
-                cur.st = f;
-                cur.pc += 1;
-            }
-            (None, None) => return Ok(Flow::End),
+            Sides::Taken => cur.pc = target,
+            Sides::Fall => cur.pc += 1,
+            Sides::Neither => return Ok(Flow::End),
         }
         Ok(Flow::Continue)
     }
@@ -375,16 +415,18 @@ impl<'a> Engine<'a> {
         Some((self.ensure_id(st, ins.dst), self.ensure_id(st, ins.src)))
     }
 
-    /// The states on the taken and fall-through sides (`None`: infeasible).
-    /// `facts`: the ids of both operands when the outcome is to be recorded.
+    /// Which sides of a conditional jump are feasible. `st` becomes the
+    /// state of the side the walk continues on (the fall-through when both
+    /// are feasible; the taken side's state is returned). `facts`: the ids
+    /// of both operands when the outcome is to be recorded.
     fn branch(
         &mut self,
-        st: &State,
+        st: &mut State,
         pc: usize,
         ins: &Insn,
         cmp: Cmp,
         facts: Option<(u32, u32)>,
-    ) -> Result<(Option<State>, Option<State>), VerifyError> {
+    ) -> Result<Sides, VerifyError> {
         let is32 = ins.class() == CLASS_JMP32;
         let x = ins.opc & SRC_X != 0;
         let d = read(st, pc, ins.dst)?;
@@ -399,53 +441,59 @@ impl<'a> Engine<'a> {
                 // the outcome is known and teaches nothing.
                 if x && (ins.src == ins.dst || (a.id != 0 && a.id == b.id)) {
                     if let Some(t) = Cmp::Eq.implies(cmp) {
-                        return Ok(if t { (Some(st.clone()), None) } else { (None, Some(st.clone())) });
+                        return Ok(if t { Sides::Taken } else { Sides::Fall });
                     }
                 }
                 // A relation this path already learned decides it.
                 if let Some((ia, ib)) = facts {
                     if let Some(t) = st.holds(ia, cmp, ib) {
-                        return Ok(if t { (Some(st.clone()), None) } else { (None, Some(st.clone())) });
+                        return Ok(if t { Sides::Taken } else { Sides::Fall });
                     }
                 }
-                let side = |c: Cmp| -> Option<State> {
+                let side = |c: Cmp| -> Option<Edit> {
                     let (a2, b2, exact) = if is32 { refine32(c, a, b, x)? } else { refine(c, a, b).map(|(p, q)| (p, q, true))? };
-                    let mut out = st.clone();
                     // Between two non-constant registers, a refinement that
                     // leaves a register nearly unknown is dropped: it buys no
-                    // proof but makes states differ and defeats pruning
-                    // (what Linux gets from precision tracking).
+                    // proof but makes states differ and defeats pruning.
                     let both_vary = x && a.as_const().is_none() && b.as_const().is_none();
                     let keep = |s: &Scalar| !(both_vary && is_wide(s));
-                    if exact {
-                        if x && ins.src != ins.dst && keep(&b2) {
-                            set_equal_scalars(&mut out, ins.src, b2);
-                        }
-                        if !(x && ins.src == ins.dst) && keep(&a2) {
-                            set_equal_scalars(&mut out, ins.dst, a2);
-                        }
-                    }
-                    if let Some((a, b)) = facts {
-                        out.add_fact(Fact { a, cmp: c, b, ra: ins.dst, rb: ins.src });
-                    }
-                    Some(out)
+                    Some(Edit {
+                        src: (exact && x && ins.src != ins.dst && keep(&b2)).then_some((ins.src, b2)),
+                        dst: (exact && !(x && ins.src == ins.dst) && keep(&a2)).then_some((ins.dst, a2)),
+                        fact: facts.map(|(a, b)| Fact { a, cmp: c, b, ra: ins.dst, rb: ins.src }),
+                    })
                 };
-                Ok((side(cmp), side(cmp.negate())))
+                Ok(match (side(cmp), side(cmp.negate())) {
+                    (Some(t), Some(f)) => {
+                        let mut taken = st.clone();
+                        t.apply(&mut taken);
+                        f.apply(st);
+                        Sides::Both(taken)
+                    }
+                    (Some(t), None) => {
+                        t.apply(st);
+                        Sides::Taken
+                    }
+                    (None, Some(f)) => {
+                        f.apply(st);
+                        Sides::Fall
+                    }
+                    (None, None) => Sides::Neither,
+                })
             }
             (Reg::Ptr(p), Reg::Scalar(z))
                 if !is32 && z.as_const() == Some(0) && matches!(cmp, Cmp::Eq | Cmp::Ne) && (x || ins.imm == 0) =>
             {
-                let (null, nonnull) = match p.kind {
-                    PtrKind::MapValueOrNull(m) => {
-                        let mut n = st.clone();
-                        let mut v = st.clone();
-                        set_null(&mut n, p.id, None);
-                        set_null(&mut v, p.id, Some(m));
-                        (Some(n), Some(v))
-                    }
-                    _ => (None, Some(st.clone())),
+                let PtrKind::MapValueOrNull(m) = p.kind else {
+                    // Other pointers are never null.
+                    return Ok(if cmp == Cmp::Eq { Sides::Fall } else { Sides::Taken });
                 };
-                Ok(if cmp == Cmp::Eq { (null, nonnull) } else { (nonnull, null) })
+                let mut other = st.clone();
+                let (null, nonnull) = if cmp == Cmp::Eq { (&mut other, &mut *st) } else { (&mut *st, &mut other) };
+                set_null(null, p.id, None);
+                set_null(nonnull, p.id, Some(m));
+                // `other` is the taken side: null on `== 0`, non-null on `!= 0`.
+                Ok(Sides::Both(other))
             }
             (Reg::Ptr(_), _) => Err(VerifyError::PointerCompare { insn: pc, reg: ins.dst }),
             _ => Err(VerifyError::PointerCompare { insn: pc, reg: ins.src }),

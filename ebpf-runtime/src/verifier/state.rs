@@ -96,6 +96,10 @@ impl State {
     /// would make pruning demand the same sharing in the new state).
     pub fn canonicalize(&mut self) {
         self.drop_stale_facts();
+        let has_id = |r: &Reg| matches!(r, Reg::Scalar(s) if s.id != 0);
+        if self.facts.is_empty() && !self.regs.iter().any(has_id) && !self.stack.any_held(has_id) {
+            return;
+        }
         let held = self.held_ids();
         let facts = &self.facts;
         let singular = |id: u32| id != 0 && held.count(id) == 1 && !facts.iter().any(|f| f.a == id || f.b == id);
@@ -166,8 +170,11 @@ impl State {
     }
 }
 
-/// Distinct ids a state can hold: 11 registers and 64 spill slots.
-const IDS_MAX: usize = 80;
+/// Distinct ids tracked per comparison or count. A state may hold more
+/// (11 registers, 64 spill slots); past this many, a comparison answers
+/// "not covered" and a count forgets the id, both of which only lose
+/// precision. Kept small: both tables are built for every comparison.
+const IDS_MAX: usize = 24;
 
 /// How many registers and spills hold each id.
 struct IdCount {
