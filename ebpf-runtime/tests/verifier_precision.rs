@@ -76,7 +76,14 @@ fn a_value_compared_with_its_copy_is_decided() {
         .exit()
         .build();
     accept(&p);
-    let p = block().ldx(DW, R3, R7, 8).jmpr(JMP_JGT, R2, R3, "maybe").ret0().label("maybe").ldx(DW, R0, R7, 4096).exit().build();
+    let p = block()
+        .ldx(DW, R3, R7, 8)
+        .jmpr(JMP_JGT, R2, R3, "maybe")
+        .ret0()
+        .label("maybe")
+        .ldx(DW, R0, R7, 4096)
+        .exit()
+        .build();
     reject(&p, "invalid access to data block off=4096 size=8");
 }
 
@@ -105,7 +112,10 @@ fn a_repeated_comparison_follows_the_first() {
     accept(&prog(JMP_JGT));
     // Control: `r8 >= r2` is not implied by `!(r8 > r2)`, so r6 = 4000
     // reaches the access.
-    reject(&prog(JMP_JGE), "invalid access to data block off=4096 size=8");
+    reject(
+        &prog(JMP_JGE),
+        "invalid access to data block off=4096 size=8",
+    );
     // The relation is forgotten once a register is written.
     let p = block()
         .ldx(DW, R8, R7, 8)
@@ -164,9 +174,17 @@ fn shift_pair_zero_extension_keeps_the_value() {
 #[test]
 fn zero_extension_keeps_a_32_bit_bound() {
     let prog = |zext: bool| {
-        let a = Asm::new().ldx(DW, R7, R1, 0).ldx(DW, R3, R7, 0).jmp32(JMP_JGT, R3, 4088, "out");
+        let a = Asm::new()
+            .ldx(DW, R7, R1, 0)
+            .ldx(DW, R3, R7, 0)
+            .jmp32(JMP_JGT, R3, 4088, "out");
         let a = if zext { a.mov32r(R3, R3) } else { a };
-        a.alur(ALU_ADD, R7, R3).ldx(DW, R0, R7, 0).exit().label("out").ret0().build()
+        a.alur(ALU_ADD, R7, R3)
+            .ldx(DW, R0, R7, 0)
+            .exit()
+            .label("out")
+            .ret0()
+            .build()
     };
     accept(&prog(true));
     // Control: without the zero extension the upper 32 bits are unknown.

@@ -87,8 +87,9 @@ enum Flow {
 
 /// The feasible sides of a conditional jump.
 enum Sides {
-    /// Both: the taken side's state (the current one is the fall-through's).
-    Both(State),
+    /// Both: the taken side's state (the current one is the fall-through's),
+    /// boxed as it goes on the pending stack.
+    Both(Box<State>),
     Taken,
     Fall,
     Neither,
@@ -390,7 +391,7 @@ impl<'a> Engine<'a> {
                 let bytes = t.bytes() + std::mem::size_of::<Path>();
                 self.budget.charge(bytes, pc)?;
                 cur.since_store.1 = cur.since_store.1.saturating_add(1);
-                pending.push(Path { pc: target, st: Box::new(t), bytes, since_store: cur.since_store });
+                pending.push(Path { pc: target, st: t, bytes, since_store: cur.since_store });
                 self.stats.peak_pending = self.stats.peak_pending.max(u64::try_from(pending.len()).unwrap_or(u64::MAX));
                 cur.pc += 1;
             }
@@ -465,7 +466,7 @@ impl<'a> Engine<'a> {
                 };
                 Ok(match (side(cmp), side(cmp.negate())) {
                     (Some(t), Some(f)) => {
-                        let mut taken = st.clone();
+                        let mut taken = Box::new(st.clone());
                         t.apply(&mut taken);
                         f.apply(st);
                         Sides::Both(taken)
@@ -488,8 +489,8 @@ impl<'a> Engine<'a> {
                     // Other pointers are never null.
                     return Ok(if cmp == Cmp::Eq { Sides::Fall } else { Sides::Taken });
                 };
-                let mut other = st.clone();
-                let (null, nonnull) = if cmp == Cmp::Eq { (&mut other, &mut *st) } else { (&mut *st, &mut other) };
+                let mut other = Box::new(st.clone());
+                let (null, nonnull) = if cmp == Cmp::Eq { (&mut *other, &mut *st) } else { (&mut *st, &mut *other) };
                 set_null(null, p.id, None);
                 set_null(nonnull, p.id, Some(m));
                 // `other` is the taken side: null on `== 0`, non-null on `!= 0`.
