@@ -12,10 +12,7 @@
 //! Must not know about: how a transport works inside (it uses `nvme`'s queue
 //! pairs, `fs-extents`' translation and `ebpf-runtime`'s instances).
 
-pub mod btree;
-pub mod filter;
 pub mod function;
-pub mod programs;
 pub mod queue;
 pub mod reactor;
 pub mod request;
@@ -23,7 +20,7 @@ pub mod status;
 pub mod tenant;
 
 pub use function::{Function, NativeFn};
-pub use queue::{ChainError, ChainQueue, QueueConfig, QueueStats};
+pub use queue::{ChainError, ChainLimits, ChainQueue, Footprint, QueueConfig, QueueStats, Refused, BACKLOG_PER_TENANT_MAX, CHAINS_IN_FLIGHT_MAX};
 pub use reactor::{Engine, EngineConfig, EngineError, FunctionFactory};
 pub use request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, SCRATCH_SIZE};
 pub use status::{ChainOutcome, ChainStatus};
