@@ -1,7 +1,7 @@
 //! Verification time of realistic programs (the verifier's share of load
 //! time): `cargo bench -p ebpf-runtime --bench verifier`. The instruction
 //! vectors of `tests/verifier_common/programs.rs`, then clang-built objects
-//! (`clang -target bpf -O2`, default CPU, as chaining/build.rs builds the
+//! (`clang -target bpf -O2`, default CPU, as workloads/build.rs builds the
 //! bundled programs): every `bpf/*.c` and the issue-15 binary search in
 //! `tests/verifier_c/`. Needs clang (scripts/install-deps.sh).
 

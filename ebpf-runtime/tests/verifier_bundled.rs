@@ -1,5 +1,5 @@
 //! The bundled storage functions (`bpf/*.c`), built by clang at `-mcpu=v3`
-//! and at the default CPU (as chaining/build.rs builds them), must pass the
+//! and at the default CPU (as workloads/build.rs builds them), must pass the
 //! verifier for a 4 KiB block, and so must issue 15's 512-key binary search
 //! (`tests/verifier_c/`). Needs clang (installed by scripts/install-deps.sh);
 //! without it the test fails and says so.
