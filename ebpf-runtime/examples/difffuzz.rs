@@ -16,6 +16,19 @@
 //! checked exactly in at least one run, and a straddling access in the other
 //! runs lands in our own padding. Programs run after `lower::lower_for_rbpf`,
 //! as the runtime runs them.
+//!
+//! Leaks (issue 15): the generator also tries to get a pointer out (into an
+//! unset `trace_printk` argument through pruning, scratch, a context field,
+//! a map value, the return value), and after every run r0, the scratch
+//! buffer, the context's writable fields, the map values and the scalar
+//! helper arguments are searched for a host address of any region the
+//! program can reach; finding one is a failure.
+//!
+//! Caps (issue 15): every 20 000th program (and the first) is instead a
+//! path-explosion shape (`tests/verifier_common/explode.rs`: branch fans,
+//! nested data-dependent ifs, loops whose states never converge); it must
+//! be accepted or refused by a cap, within the wall-time cap (plus slack)
+//! and with the counted memory below its cap.
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 // (the generator reinterprets random bits as offsets and immediates on purpose)
 
@@ -28,10 +41,20 @@ use ebpf_runtime::verifier::{verify, Env, Limits};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use verifier_common::explode;
 use verifier_common::*;
 
 /// Bytes of padding around every region the program may reach.
 const GUARD: usize = 256;
+/// A value this close to a region's host address counts as a leak.
+const LEAK_SLACK: u64 = 1 << 16;
+/// ... and this close to the running thread's stack (rbpf's stack is there).
+const LEAK_STACK_SLACK: u64 = 1 << 20;
+/// Every this many programs, one is a path-explosion shape.
+const EXPLOSION_EVERY: u64 = 20_000;
+/// How far past the wall-time cap a verification may end (the clock is
+/// read every `TIME_CHECK_INTERVAL` units of work, and the VM is shared).
+const EXPLOSION_TIME_SLACK: Duration = Duration::from_millis(500);
 /// Data contents tried per accepted program.
 const CONTENTS_PER_PROG: u64 = 3;
 /// Wall-clock limit for all runs of one program (the verifier bounds loops,
@@ -422,7 +445,49 @@ impl Gen<'_> {
         self.emit(|a| a.mov(R1, 0).mov(R2, 0).mov(R3, 0).mov(R4, 0).mov(R5, 0));
     }
 
+    /// Tries to get a pointer out through one channel, often behind a
+    /// branch whose first-explored side leaves the register unset (after a
+    /// call) or a scalar, so that only pruning could let it through.
+    fn leak_attempt(&mut self) {
+        let ptr = self.rng.pick(&[R6, R7, R8, R9, R10]);
+        let reg = self.rng.pick(&[R3, R4, R5]);
+        let sink = self.rng.below(6);
+        let join = self.label();
+        let side = self.label();
+        let via_join = self.rng.chance(80);
+        let scalar_first = self.rng.chance(30);
+        let off = self.rng.range(0, 100) as i16;
+        self.emit(|a| {
+            // A call leaves r1-r5 unset.
+            let mut a = a.call(insn::helper_id::KTIME_GET_NS).ldx(B, R0, R7, off);
+            if via_join {
+                a = a.jmp(JMP_JNE, R0, 0, &side);
+                a = if scalar_first { a.mov(reg, 1) } else { a };
+                a = a.ja(&join).label(&side).movr(reg, ptr).label(&join);
+            } else {
+                a = a.movr(reg, ptr);
+            }
+            a = match sink {
+                0 | 1 => a
+                    .st(DW, R10, -32, 0x000a_7025)
+                    .movr(R1, R10)
+                    .alu(ALU_ADD, R1, -32)
+                    .mov(R2, 4)
+                    .call(insn::helper_id::TRACE_PRINTK),
+                2 => a.stx(DW, R8, reg, 64),
+                3 => a.stx(DW, R6, reg, 24),
+                4 => a.stx(DW, R9, reg, 8),
+                _ => a.movr(R0, reg).exit(),
+            };
+            a.mov(R0, 0).mov(R1, 0).mov(R2, 0).mov(R3, 0).mov(R4, 0).mov(R5, 0)
+        });
+    }
+
     fn snippet(&mut self, allow_branch: bool) {
+        if self.rng.chance(4) {
+            self.leak_attempt();
+            return;
+        }
         match self.rng.below(if allow_branch { 14 } else { 12 }) {
             0 | 1 => self.access(),
             10 | 11 => self.compound_index(),
@@ -528,8 +593,33 @@ fn helper_lookup(map: u64, _key: u64, _: u64, _: u64, _: u64) -> u64 {
     MAP_VALUE[slot].load(Ordering::Relaxed)
 }
 
-fn helper_zero(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+/// trace_printk: records r3-r5 (what it would print).
+fn helper_printk(_fmt: u64, _size: u64, c: u64, d: u64, e: u64) -> u64 {
+    record_args(&[c, d, e]);
     0
+}
+
+/// map_update_elem: records the flags (r4) and the first 8 bytes of the
+/// value (every fuzzer map value is 8 or 16 bytes).
+fn helper_update(_map: u64, _key: u64, value: u64, flags: u64, _: u64) -> u64 {
+    // SAFETY: the verifier proved r3 points to value_size (>= 8) readable
+    // bytes of a region this run owns; read_unaligned needs no alignment.
+    let v = unsafe { std::ptr::read_unaligned(value as *const u64) };
+    record_args(&[v, flags]);
+    0
+}
+
+fn helper_delete(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
+/// Scalar helper arguments seen in the current run (flags, printed values).
+static HELPER_ARGS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+fn record_args(args: &[u64]) {
+    if let Ok(mut v) = HELPER_ARGS.lock() {
+        v.extend_from_slice(args);
+    }
 }
 
 fn helper_clock(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
@@ -615,10 +705,10 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
             vm.set_program(&code).map_err(|e| format!("{e:?}"))?;
             for (id, f) in [
                 (insn::helper_id::MAP_LOOKUP_ELEM, helper_lookup as rbpf::ebpf::Helper),
-                (insn::helper_id::MAP_UPDATE_ELEM, helper_zero),
-                (insn::helper_id::MAP_DELETE_ELEM, helper_zero),
+                (insn::helper_id::MAP_UPDATE_ELEM, helper_update),
+                (insn::helper_id::MAP_DELETE_ELEM, helper_delete),
                 (insn::helper_id::KTIME_GET_NS, helper_clock),
-                (insn::helper_id::TRACE_PRINTK, helper_zero),
+                (insn::helper_id::TRACE_PRINTK, helper_printk),
             ] {
                 vm.register_helper(id as u32, f).map_err(|e| format!("{e:?}"))?;
             }
@@ -626,6 +716,9 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
                 if i != exact {
                     vm.register_allowed_memory(r.range());
                 }
+            }
+            if let Ok(mut v) = HELPER_ARGS.lock() {
+                v.clear();
             }
             LOOKUPS.store(0, Ordering::Relaxed);
             LOOKUP_SALT.store(salt, Ordering::Relaxed);
@@ -637,10 +730,64 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
             if *result.get_or_insert(r0) != r0 {
                 return Err(format!("runs disagree on r0: {result:?} vs {r0}"));
             }
+            check_leaks(r0, &regions, &mbuff)?;
             runs += 1;
         }
     }
     Ok(runs)
+}
+
+/// No host address where the user can read it: r0, the scalar helper
+/// arguments, any 8 bytes of scratch or a map value, the context's writable
+/// fields. An address is anything near a region, the context or this
+/// thread's stack (where rbpf keeps the program's stack).
+fn check_leaks(r0: u64, regions: &[&Region], ctx: &[u8; CTX_SIZE]) -> Result<(), String> {
+    let stack_here = std::ptr::addr_of!(r0) as u64;
+    let mut areas: Vec<(u64, u64, u64)> = regions.iter().map(|r| (r.addr(), r.len as u64, LEAK_SLACK)).collect();
+    areas.push((ctx.as_ptr() as u64, CTX_SIZE as u64, LEAK_SLACK));
+    areas.push((stack_here, 0, LEAK_STACK_SLACK));
+    let near = |v: u64| areas.iter().any(|&(a, len, slack)| v.wrapping_sub(a.wrapping_sub(slack)) < len + 2 * slack);
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+    let mut seen: Vec<(&str, u64)> = vec![("r0", r0)];
+    if let Ok(v) = HELPER_ARGS.lock() {
+        seen.extend(v.iter().map(|x| ("a helper argument", *x)));
+    }
+    // regions[0] is the data block (the program's input, written freely);
+    // the rest (scratch, map values) go back to the user.
+    for r in &regions[1..] {
+        seen.extend(r.bytes().windows(8).map(|w| ("scratch or a map value", word(w))));
+    }
+    seen.extend(ctx[8..OFF_SCRATCH].windows(8).map(|w| ("a context field", word(w))));
+    match seen.iter().find(|(_, v)| near(*v)) {
+        Some((name, v)) => Err(format!("host address {v:#x} leaked into {name}")),
+        None => Ok(()),
+    }
+}
+
+/// A path-explosion program must end within the caps.
+fn check_explosion(prog: &[Insn], maps: &[ebpf_runtime::map_spec::MapSpec]) -> Result<String, String> {
+    let limits = Limits::default();
+    let env = Env { maps, data_size: 4096, scratch_size: SCRATCH_SIZE, limits };
+    let start = Instant::now();
+    let verdict = verify(prog, &env);
+    let took = start.elapsed();
+    if took > limits.time_max + EXPLOSION_TIME_SLACK {
+        return Err(format!("verification took {took:?}, over the {:?} cap", limits.time_max));
+    }
+    match verdict {
+        Ok(s) if s.peak_mem_bytes <= limits.mem_max_bytes => Ok("accepted".into()),
+        Ok(s) => Err(format!("accepted with {} bytes held, over the cap", s.peak_mem_bytes)),
+        Err(e) => {
+            let kind = format!("{e:?}");
+            let kind = kind.split([' ', '{']).next().unwrap_or("?").to_string();
+            let caps = ["TooComplex", "LoopCap", "PendingCap", "StatesPerInsnCap", "MemoryCap", "TimeCap"];
+            if caps.contains(&kind.as_str()) {
+                Ok(kind)
+            } else {
+                Err(format!("refused by {e}, not by a cap"))
+            }
+        }
+    }
 }
 
 // ---- driver ------------------------------------------------------------------
@@ -686,7 +833,22 @@ fn main() {
     let mut rng = Rng(args.seed);
     let (mut generated, mut accepted, mut executed, mut failures) = (0u64, 0u64, 0u64, 0u64);
     let mut rejections = std::collections::BTreeMap::new();
+    let mut explosions = 0u64;
+    let mut explosion_kinds = std::collections::BTreeMap::new();
     while start.elapsed() < Duration::from_secs(args.seconds) && generated < args.max_programs {
+        if generated % EXPLOSION_EVERY == 0 {
+            let prog = explode::any(&mut explode::Rng(rng.next()));
+            generated += 1;
+            explosions += 1;
+            match check_explosion(&prog, &maps) {
+                Ok(kind) => *explosion_kinds.entry(kind).or_insert(0u64) += 1,
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("FAILURE (program {generated}, path explosion): {e}\n{}", dump(&prog));
+                }
+            }
+            continue;
+        }
         let data_size = if rng.chance(50) { 4096 } else { 512 };
         let prog = generate(&mut rng, data_size);
         let run_seed = rng.next();
@@ -741,6 +903,8 @@ fn main() {
     kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     let top: Vec<String> = kinds.iter().take(8).map(|(k, n)| format!("{k} {n}")).collect();
     println!("difffuzz: most frequent rejections: {}", top.join(", "));
+    let ex: Vec<String> = explosion_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("difffuzz: {explosions} path-explosion programs ended within the caps: {}", ex.join(", "));
     if failures > 0 {
         std::process::exit(1);
     }

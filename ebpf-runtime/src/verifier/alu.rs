@@ -39,8 +39,10 @@ fn read(st: &State, insn: usize, reg: u8) -> Result<Reg, VerifyError> {
     }
 }
 
-/// Executes one ALU/ALU64 instruction on `st`.
-pub fn step(st: &mut State, ins: &Insn, insn: usize) -> Result<(), VerifyError> {
+/// Executes one ALU/ALU64 instruction on `st`. `last_id` is the last value
+/// id given out: a 64-bit copy of a non-constant scalar shares an id with
+/// its source (given now if it had none), as in Linux.
+pub fn step(st: &mut State, ins: &Insn, insn: usize, last_id: &mut u32) -> Result<(), VerifyError> {
     let is64 = ins.class() == CLASS_ALU64;
     let op = ins.opc & 0xf0;
     let dst = ins.dst;
@@ -73,6 +75,14 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize) -> Result<(), VerifyError> 
     let result = if op == ALU_MOV {
         match src {
             Reg::Scalar(s) if !is64 => Reg::Scalar(s.trunc32()),
+            Reg::Scalar(mut s) if ins.opc & SRC_X != 0 && s.as_const().is_none() => {
+                if s.id == 0 {
+                    *last_id += 1;
+                    s.id = *last_id;
+                    st.regs[usize::from(ins.src)] = Reg::Scalar(s);
+                }
+                Reg::Scalar(s)
+            }
             Reg::Ptr(p) if !is64 => {
                 return Err(VerifyError::PointerAlu32 { insn, reg: ins.src, kind: p.kind.name() })
             }

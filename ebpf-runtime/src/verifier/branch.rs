@@ -62,6 +62,61 @@ impl Cmp {
     pub fn is_signed(self) -> bool {
         matches!(self, Cmp::Sgt | Cmp::Sge | Cmp::Slt | Cmp::Sle)
     }
+
+    /// The same relation with the operands swapped (`a < b` is `b > a`).
+    pub fn swapped(self) -> Cmp {
+        match self {
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Sgt => Cmp::Slt,
+            Cmp::Sge => Cmp::Sle,
+            Cmp::Slt => Cmp::Sgt,
+            Cmp::Sle => Cmp::Sge,
+            c => c,
+        }
+    }
+
+    /// The orderings of `a` against `b` under which the relation holds
+    /// (bit 0: less, bit 1: equal, bit 2: greater), with the order it uses
+    /// (`None`: equality, which means the same in both orders; `Some(true)`:
+    /// signed). `None` for the bit tests.
+    fn orderings(self) -> Option<(u8, Option<bool>)> {
+        const LT: u8 = 1;
+        const EQ: u8 = 2;
+        const GT: u8 = 4;
+        Some(match self {
+            Cmp::Eq => (EQ, None),
+            Cmp::Ne => (LT | GT, None),
+            Cmp::Gt => (GT, Some(false)),
+            Cmp::Ge => (GT | EQ, Some(false)),
+            Cmp::Lt => (LT, Some(false)),
+            Cmp::Le => (LT | EQ, Some(false)),
+            Cmp::Sgt => (GT, Some(true)),
+            Cmp::Sge => (GT | EQ, Some(true)),
+            Cmp::Slt => (LT, Some(true)),
+            Cmp::Sle => (LT | EQ, Some(true)),
+            Cmp::Set | Cmp::NotSet => return None,
+        })
+    }
+
+    /// Given that `a <self> b` holds, whether `a <q> b` surely holds
+    /// (`Some(true)`), surely fails (`Some(false)`), or may go either way.
+    pub fn implies(self, q: Cmp) -> Option<bool> {
+        let (known, ko) = self.orderings()?;
+        let (asked, qo) = q.orderings()?;
+        if ko.is_some() && qo.is_some() && ko != qo {
+            return None; // an unsigned order says little about the signed one
+        }
+        if known & !asked == 0 {
+            Some(true)
+        } else if known & asked == 0 {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 /// Refines `a` and `b` under `a <cmp> b` (64-bit); `None` if it cannot hold.
@@ -75,9 +130,15 @@ pub fn refine(cmp: Cmp, a: Scalar, b: Scalar) -> Option<(Scalar, Scalar)> {
                 smin: a.smin.max(b.smin),
                 smax: a.smax.min(b.smax),
                 tnum: a.tnum.intersect(b.tnum)?,
+                lo32: a.lo32.max(b.lo32),
+                hi32: a.hi32.min(b.hi32),
+                id: 0,
             };
+            if t.lo32 > t.hi32 {
+                return None;
+            }
             let t = t.normalize()?;
-            return Some((t, t));
+            return Some((Scalar { id: a.id, ..t }, Scalar { id: b.id, ..t }));
         }
         Cmp::Ne => {
             if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
@@ -176,6 +237,22 @@ mod tests {
     fn signed_compare_refines_signed_range() {
         let (a, _) = refine(Cmp::Sge, Scalar::unknown(), Scalar::constant(0)).expect("feasible");
         assert_eq!((a.smin, a.umax), (0, i64::MAX as u64));
+    }
+
+    #[test]
+    fn relations_imply_relations() {
+        assert_eq!(Cmp::Gt.implies(Cmp::Gt), Some(true));
+        assert_eq!(Cmp::Gt.implies(Cmp::Ge), Some(true));
+        assert_eq!(Cmp::Gt.implies(Cmp::Ne), Some(true));
+        assert_eq!(Cmp::Gt.implies(Cmp::Le), Some(false));
+        assert_eq!(Cmp::Gt.implies(Cmp::Eq), Some(false));
+        assert_eq!(Cmp::Ge.implies(Cmp::Gt), None);
+        assert_eq!(Cmp::Le.implies(Cmp::Gt), Some(false));
+        assert_eq!(Cmp::Eq.implies(Cmp::Sge), Some(true));
+        assert_eq!(Cmp::Gt.implies(Cmp::Sgt), None);
+        assert_eq!(Cmp::Sgt.implies(Cmp::Ne), Some(true));
+        assert_eq!(Cmp::Set.implies(Cmp::Set), None);
+        assert_eq!(Cmp::Gt.swapped(), Cmp::Lt);
     }
 
     #[test]

@@ -3,21 +3,36 @@
 
 use super::alu;
 use super::branch::{refine, Cmp};
+use super::budget::Budget;
 use super::error::VerifyError;
 use super::helpers::{self, Arg, Ret};
 use super::mem;
 use super::regs::{Ptr, PtrKind, Reg};
 use super::scalar::Scalar;
-use super::state::State;
+use super::state::{Fact, State};
 use super::structure::Cfg;
 use super::{Env, Stats};
 use crate::insn::*;
 
-/// A path being explored: where it is and its state.
+/// A path being explored: where it is, its state, the bytes charged to the
+/// budget for it when it was created, and the work done on it since it last
+/// stored a state (instructions, conditional jumps).
 struct Path {
     pc: usize,
-    st: State,
+    /// Boxed: the pending stack grows to thousands of paths in a long
+    /// loop, and moving states as it grows cost more than the allocation.
+    st: Box<State>,
+    bytes: usize,
+    since_store: (u32, u32),
 }
+
+/// A path stores its state at a prune point only after this many
+/// instructions and conditional jumps since it last did (Linux stores on
+/// the same condition, 8 and 2): a state stored at every prune point costs
+/// a copy each time and seldom prunes more. Every prune point still
+/// compares with what is stored.
+const STORE_AFTER_INSNS: u32 = 8;
+const STORE_AFTER_JUMPS: u32 = 2;
 
 /// The walk over all paths of one program.
 pub struct Engine<'a> {
@@ -32,8 +47,11 @@ pub struct Engine<'a> {
     complete: Vec<bool>,
     stored: u64,
     next_state_id: u32,
-    next_ptr_id: u32,
+    /// Last id given to a value (scalar copies, lookup results); one
+    /// namespace for both, as pruning maps them together.
+    next_id: u32,
     stats: Stats,
+    budget: Budget,
 }
 
 /// A stored state and how useful it has been.
@@ -43,6 +61,17 @@ struct Explored {
     hits: u32,
     misses: u32,
 }
+
+impl Explored {
+    /// Bytes charged to the budget while it is stored.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Explored>() + self.st.bytes() - std::mem::size_of::<State>()
+    }
+}
+
+/// Bytes charged per stored state for the bookkeeping of its completion:
+/// its flag in `complete` (kept for the whole run) and its `open` entry.
+const OPEN_ENTRY_BYTES: usize = std::mem::size_of::<(usize, u32)>();
 
 /// A stored state that failed this many more times than it helped
 /// (`misses > hits * MISS_RATIO + MISS_SLACK`) is dropped, as Linux does:
@@ -54,6 +83,38 @@ const MISS_SLACK: u32 = 3;
 enum Flow {
     Continue,
     End,
+}
+
+/// The feasible sides of a conditional jump.
+enum Sides {
+    /// Both: the taken side's state (the current one is the fall-through's),
+    /// boxed as it goes on the pending stack.
+    Both(Box<State>),
+    Taken,
+    Fall,
+    Neither,
+}
+
+/// What one side of a conditional jump teaches: refined operands (register
+/// and value) and the relation that holds.
+struct Edit {
+    src: Option<(u8, Scalar)>,
+    dst: Option<(u8, Scalar)>,
+    fact: Option<Fact>,
+}
+
+impl Edit {
+    fn apply(self, st: &mut State) {
+        if let Some((r, v)) = self.src {
+            set_equal_scalars(st, r, v);
+        }
+        if let Some((r, v)) = self.dst {
+            set_equal_scalars(st, r, v);
+        }
+        if let Some(f) = self.fact {
+            st.add_fact(f);
+        }
+    }
 }
 
 fn read(st: &State, insn: usize, reg: u8) -> Result<Reg, VerifyError> {
@@ -88,16 +149,21 @@ impl<'a> Engine<'a> {
             complete: Vec::new(),
             stored: 0,
             next_state_id: 0,
-            next_ptr_id: 0,
+            next_id: 0,
             stats: Stats { insns: prog.len(), ..Stats::default() },
+            budget: Budget::new(env.limits),
         }
     }
 
     pub fn run(mut self) -> Result<Stats, VerifyError> {
-        let mut pending = vec![Path { pc: 0, st: State::entry() }];
+        let st = State::entry();
+        let bytes = st.bytes() + std::mem::size_of::<Path>();
+        self.budget.charge(bytes, 0)?;
+        let mut pending = vec![Path { pc: 0, st: Box::new(st), bytes, since_store: (STORE_AFTER_INSNS, STORE_AFTER_JUMPS) }];
         while let Some(mut cur) = pending.pop() {
             self.finish_below(pending.len());
             loop {
+                self.budget.tick(cur.pc)?;
                 self.stats.insns_processed += 1;
                 let cap = self.env.limits.insns_processed_max;
                 if self.stats.insns_processed > cap {
@@ -108,7 +174,8 @@ impl<'a> Engine<'a> {
                         VerifyError::TooComplex { insn, cap }
                     });
                 }
-                if self.cfg.prune_point[cur.pc] && self.visit(&cur, pending.len())? {
+                cur.since_store.0 = cur.since_store.0.saturating_add(1);
+                if self.cfg.prune_point[cur.pc] && self.visit(&mut cur, pending.len())? {
                     break;
                 }
                 match self.step(&mut cur, &mut pending)? {
@@ -116,7 +183,9 @@ impl<'a> Engine<'a> {
                     Flow::End => break,
                 }
             }
+            self.budget.refund(cur.bytes);
         }
+        self.stats.peak_mem_bytes = self.budget.peak_bytes();
         Ok(self.stats)
     }
 
@@ -131,6 +200,7 @@ impl<'a> Engine<'a> {
                 break;
             }
             self.open.pop();
+            self.budget.refund(OPEN_ENTRY_BYTES);
             if let Some(c) = self.complete.get_mut(id as usize) {
                 *c = true;
             }
@@ -140,20 +210,22 @@ impl<'a> Engine<'a> {
     /// At a prune point: `true` if a fully explored stored state covers the
     /// path (cut it); otherwise the state is stored. A covering state that is
     /// still open is an ancestor: the path went around a loop back to it.
-    fn visit(&mut self, cur: &Path, pending_len: usize) -> Result<bool, VerifyError> {
+    fn visit(&mut self, cur: &mut Path, pending_len: usize) -> Result<bool, VerifyError> {
         let pc = cur.pc;
         let live = self.cfg.live_in[pc];
         let masked = || {
-            let mut m = cur.st.clone();
+            let mut m: State = (*cur.st).clone();
             for (r, reg) in m.regs.iter_mut().enumerate() {
                 if live & (1 << r) == 0 {
                     *reg = Reg::NotInit;
                 }
             }
+            m.canonicalize();
             m
         };
         let mut i = 0;
         while i < self.explored[pc].len() {
+            self.budget.tick(pc)?;
             let e = &mut self.explored[pc][i];
             if e.st.subsumes_live(&cur.st, live) {
                 if self.complete.get(e.id as usize).copied().unwrap_or(true) {
@@ -163,27 +235,31 @@ impl<'a> Engine<'a> {
                 // Covered by a state on its own path: the loop came back to
                 // where it was. Identical means it never makes progress;
                 // otherwise walk on (the cap bounds a loop that never ends).
-                if e.st == masked() {
+                if e.st.same_as(&masked()) {
                     return Err(VerifyError::InfiniteLoop { insn: pc });
                 }
             }
             e.misses += 1;
             if e.misses > e.hits * MISS_RATIO + MISS_SLACK {
-                self.explored[pc].swap_remove(i);
+                let gone = self.explored[pc].swap_remove(i);
+                self.budget.refund(gone.bytes());
                 self.stored -= 1;
             } else {
                 i += 1;
             }
         }
-        if self.stored < self.env.limits.states_max {
+        let (insns, jumps) = cur.since_store;
+        if insns >= STORE_AFTER_INSNS && jumps >= STORE_AFTER_JUMPS && self.stored < self.env.limits.states_max {
+            cur.since_store = (0, 0);
+            let cap = self.env.limits.states_per_insn_max;
+            if self.explored[pc].len() >= cap {
+                return Err(VerifyError::StatesPerInsnCap { insn: pc, cap });
+            }
             let id = self.next_state_id;
             self.next_state_id = self.next_state_id.wrapping_add(1);
-            let list = &mut self.explored[pc];
-            if list.len() >= self.env.limits.states_per_insn_max {
-                list.remove(0);
-                self.stored -= 1;
-            }
-            list.push(Explored { id, st: masked(), hits: 0, misses: 0 });
+            let e = Explored { id, st: masked(), hits: 0, misses: 0 };
+            self.budget.charge(e.bytes() + 1 + OPEN_ENTRY_BYTES, pc)?;
+            self.explored[pc].push(e);
             self.stored += 1;
             self.stats.states += 1;
             self.stats.peak_states = self.stats.peak_states.max(self.stored);
@@ -198,7 +274,14 @@ impl<'a> Engine<'a> {
         let ins = self.prog[pc];
         let st = &mut cur.st;
         match ins.class() {
-            CLASS_ALU | CLASS_ALU64 => alu::step(st, &ins, pc)?,
+            CLASS_ALU | CLASS_ALU64 => {
+                if self.zero_extension_pair(st, pc, &ins) {
+                    self.stats.insns_processed += 1;
+                    cur.pc += 2;
+                    return Ok(Flow::Continue);
+                }
+                alu::step(st, &ins, pc, &mut self.next_id)?;
+            }
             CLASS_LDX => {
                 let sx = ins.opc & 0xe0 == MODE_MEMSX;
                 let v = mem::load(self.env, st, pc, ins.src, ins.off, size_of(ins.opc), sx)?;
@@ -236,6 +319,38 @@ impl<'a> Engine<'a> {
         Ok(Flow::Continue)
     }
 
+    /// `r <<= 32; r >>= 32` (or `s>>= 32`), clang's zero (sign) extension
+    /// of a 32-bit value without ALU32, on a scalar that already fits: the
+    /// pair leaves the value as it is, so it keeps its bounds and its id
+    /// (a later comparison of `r` then bounds the register it was copied
+    /// from). Applies only when no jump lands between the two.
+    fn zero_extension_pair(&self, st: &State, pc: usize, ins: &Insn) -> bool {
+        let shl = CLASS_ALU64 | ALU_LSH | SRC_K;
+        if ins.opc != shl || ins.imm != 32 || pc + 1 >= self.prog.len() || self.cfg.prune_point[pc + 1] {
+            return false;
+        }
+        let next = self.prog[pc + 1];
+        let fits = match st.regs[usize::from(ins.dst)] {
+            Reg::Scalar(s) if next.opc == CLASS_ALU64 | ALU_RSH | SRC_K => s.umax <= u64::from(u32::MAX),
+            Reg::Scalar(s) if next.opc == CLASS_ALU64 | ALU_ARSH | SRC_K => s.umax <= 0x7fff_ffff,
+            _ => false,
+        };
+        fits && next.dst == ins.dst && next.imm == 32 && next.src == 0 && next.off == 0
+    }
+
+    /// Gives the scalar in `reg` an id if it has none (before a comparison
+    /// that records a fact about it); returns the id.
+    fn ensure_id(&mut self, st: &mut State, reg: u8) -> u32 {
+        if let Reg::Scalar(s) = &mut st.regs[usize::from(reg)] {
+            if s.id == 0 {
+                self.next_id += 1;
+                s.id = self.next_id;
+            }
+            return s.id;
+        }
+        0
+    }
+
     fn target(pc: usize, ins: &Insn) -> usize {
         // In range: checked by the static pass.
         usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + super::structure::jump_offset(ins)).unwrap_or(0)
@@ -264,35 +379,55 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         let cmp = Cmp::of_op(op).ok_or(VerifyError::UnknownOpcode { insn: pc, opc: ins.opc })?;
-        let (taken, fall) = self.branch(&cur.st, pc, &ins, cmp)?;
+        let facts = self.fact_operands(&mut cur.st, &ins);
+        let sides = self.branch(&mut cur.st, pc, &ins, cmp, facts)?;
         let target = Self::target(pc, &ins);
-        match (taken, fall) {
-            (Some(t), Some(f)) => {
-                pending.push(Path { pc: target, st: t });
-                cur.st = f;
+        match sides {
+            Sides::Both(t) => {
+                let cap = self.env.limits.pending_max;
+                if pending.len() >= cap {
+                    return Err(VerifyError::PendingCap { insn: pc, cap });
+                }
+                let bytes = t.bytes() + std::mem::size_of::<Path>();
+                self.budget.charge(bytes, pc)?;
+                cur.since_store.1 = cur.since_store.1.saturating_add(1);
+                pending.push(Path { pc: target, st: t, bytes, since_store: cur.since_store });
+                self.stats.peak_pending = self.stats.peak_pending.max(u64::try_from(pending.len()).unwrap_or(u64::MAX));
                 cur.pc += 1;
             }
-            (Some(t), None) => {
-                cur.st = t;
-                cur.pc = target;
-            }
-            (None, Some(f)) => {
-                cur.st = f;
-                cur.pc += 1;
-            }
-            (None, None) => return Ok(Flow::End),
+            Sides::Taken => cur.pc = target,
+            Sides::Fall => cur.pc += 1,
+            Sides::Neither => return Ok(Flow::End),
         }
         Ok(Flow::Continue)
     }
 
-    /// The states on the taken and fall-through sides (`None`: infeasible).
+    /// For a 64-bit comparison of two registers holding non-constant
+    /// scalars, the ids of both values (given now if they had none), so the
+    /// outcome can be recorded as a [`Fact`]; `None` otherwise.
+    fn fact_operands(&mut self, st: &mut State, ins: &Insn) -> Option<(u32, u32)> {
+        if ins.class() != CLASS_JMP || ins.opc & SRC_X == 0 || ins.src == ins.dst {
+            return None;
+        }
+        let varies = |r: &Reg| matches!(r, Reg::Scalar(s) if s.as_const().is_none());
+        if !varies(&st.regs[usize::from(ins.dst)]) || !varies(&st.regs[usize::from(ins.src)]) {
+            return None;
+        }
+        Some((self.ensure_id(st, ins.dst), self.ensure_id(st, ins.src)))
+    }
+
+    /// Which sides of a conditional jump are feasible. `st` becomes the
+    /// state of the side the walk continues on (the fall-through when both
+    /// are feasible; the taken side's state is returned). `facts`: the ids
+    /// of both operands when the outcome is to be recorded.
     fn branch(
         &mut self,
-        st: &State,
+        st: &mut State,
         pc: usize,
         ins: &Insn,
         cmp: Cmp,
-    ) -> Result<(Option<State>, Option<State>), VerifyError> {
+        facts: Option<(u32, u32)>,
+    ) -> Result<Sides, VerifyError> {
         let is32 = ins.class() == CLASS_JMP32;
         let x = ins.opc & SRC_X != 0;
         let d = read(st, pc, ins.dst)?;
@@ -303,41 +438,63 @@ impl<'a> Engine<'a> {
                     Reg::Scalar(b) if x => b,
                     _ => imm_operand(ins.imm, is32, cmp),
                 };
-                let side = |c: Cmp| -> Option<State> {
+                // One value against itself (the same register, or copies):
+                // the outcome is known and teaches nothing.
+                if x && (ins.src == ins.dst || (a.id != 0 && a.id == b.id)) {
+                    if let Some(t) = Cmp::Eq.implies(cmp) {
+                        return Ok(if t { Sides::Taken } else { Sides::Fall });
+                    }
+                }
+                // A relation this path already learned decides it.
+                if let Some((ia, ib)) = facts {
+                    if let Some(t) = st.holds(ia, cmp, ib) {
+                        return Ok(if t { Sides::Taken } else { Sides::Fall });
+                    }
+                }
+                let side = |c: Cmp| -> Option<Edit> {
                     let (a2, b2, exact) = if is32 { refine32(c, a, b, x)? } else { refine(c, a, b).map(|(p, q)| (p, q, true))? };
-                    let mut out = st.clone();
                     // Between two non-constant registers, a refinement that
                     // leaves a register nearly unknown is dropped: it buys no
-                    // proof but makes states differ and defeats pruning
-                    // (what Linux gets from precision tracking).
+                    // proof but makes states differ and defeats pruning.
                     let both_vary = x && a.as_const().is_none() && b.as_const().is_none();
                     let keep = |s: &Scalar| !(both_vary && is_wide(s));
-                    if exact {
-                        if x && ins.src != ins.dst && keep(&b2) {
-                            out.regs[usize::from(ins.src)] = Reg::Scalar(b2);
-                        }
-                        if !(x && ins.src == ins.dst) && keep(&a2) {
-                            out.regs[usize::from(ins.dst)] = Reg::Scalar(a2);
-                        }
-                    }
-                    Some(out)
+                    Some(Edit {
+                        src: (exact && x && ins.src != ins.dst && keep(&b2)).then_some((ins.src, b2)),
+                        dst: (exact && !(x && ins.src == ins.dst) && keep(&a2)).then_some((ins.dst, a2)),
+                        fact: facts.map(|(a, b)| Fact { a, cmp: c, b, ra: ins.dst, rb: ins.src }),
+                    })
                 };
-                Ok((side(cmp), side(cmp.negate())))
+                Ok(match (side(cmp), side(cmp.negate())) {
+                    (Some(t), Some(f)) => {
+                        let mut taken = Box::new(st.clone());
+                        t.apply(&mut taken);
+                        f.apply(st);
+                        Sides::Both(taken)
+                    }
+                    (Some(t), None) => {
+                        t.apply(st);
+                        Sides::Taken
+                    }
+                    (None, Some(f)) => {
+                        f.apply(st);
+                        Sides::Fall
+                    }
+                    (None, None) => Sides::Neither,
+                })
             }
             (Reg::Ptr(p), Reg::Scalar(z))
                 if !is32 && z.as_const() == Some(0) && matches!(cmp, Cmp::Eq | Cmp::Ne) && (x || ins.imm == 0) =>
             {
-                let (null, nonnull) = match p.kind {
-                    PtrKind::MapValueOrNull(m) => {
-                        let mut n = st.clone();
-                        let mut v = st.clone();
-                        set_null(&mut n, p.id, None);
-                        set_null(&mut v, p.id, Some(m));
-                        (Some(n), Some(v))
-                    }
-                    _ => (None, Some(st.clone())),
+                let PtrKind::MapValueOrNull(m) = p.kind else {
+                    // Other pointers are never null.
+                    return Ok(if cmp == Cmp::Eq { Sides::Fall } else { Sides::Taken });
                 };
-                Ok(if cmp == Cmp::Eq { (null, nonnull) } else { (nonnull, null) })
+                let mut other = Box::new(st.clone());
+                let (null, nonnull) = if cmp == Cmp::Eq { (&mut *other, &mut *st) } else { (&mut *st, &mut *other) };
+                set_null(null, p.id, None);
+                set_null(nonnull, p.id, Some(m));
+                // `other` is the taken side: null on `== 0`, non-null on `!= 0`.
+                Ok(Sides::Both(other))
             }
             (Reg::Ptr(_), _) => Err(VerifyError::PointerCompare { insn: pc, reg: ins.dst }),
             _ => Err(VerifyError::PointerCompare { insn: pc, reg: ins.src }),
@@ -408,13 +565,26 @@ impl<'a> Engine<'a> {
         }
         st.regs[0] = match (proto.ret, map) {
             (Ret::MapValueOrNull, Some(m)) => {
-                self.next_ptr_id += 1;
+                self.next_id += 1;
                 let kind = PtrKind::MapValueOrNull(u32::try_from(m).unwrap_or(u32::MAX));
-                Reg::Ptr(Ptr { id: self.next_ptr_id, ..Ptr::new(kind) })
+                Reg::Ptr(Ptr { id: self.next_id, ..Ptr::new(kind) })
             }
             _ => Reg::Scalar(Scalar::unknown()),
         };
         Ok(())
+    }
+}
+
+/// Puts the refined scalar `v` in `reg` and in every register and spill
+/// holding the same value (same non-zero id): Linux's `find_equal_scalars`.
+fn set_equal_scalars(st: &mut State, reg: u8, v: Scalar) {
+    st.regs[usize::from(reg)] = Reg::Scalar(v);
+    if v.id != 0 {
+        st.for_each_reg(|r| {
+            if matches!(r, Reg::Scalar(s) if s.id == v.id) {
+                *r = Reg::Scalar(v);
+            }
+        });
     }
 }
 
@@ -466,8 +636,13 @@ fn refine32(cmp: Cmp, a: Scalar, b: Scalar, x: bool) -> Option<(Scalar, Scalar, 
     let (ta, tb) = (a.trunc32(), b.trunc32());
     // Unsigned: the truncations are the compared values. Signed: only when
     // both are non-negative as i32 do they order like their u64 values.
+    // What is learned bounds the low 32 bits of each register (so that a
+    // later `w = w` keeps it).
     if !cmp.is_signed() || (ta.umax <= lim && tb.umax <= lim) {
-        refine(cmp, ta, tb)?;
+        let (ta2, tb2) = refine(cmp, ta, tb)?;
+        let a2 = a.with_sub32(ta2.umin, ta2.umax)?;
+        let b2 = if x { b.with_sub32(tb2.umin, tb2.umax)? } else { b };
+        return Some((a2, b2, true));
     }
     Some((a, b, false))
 }

@@ -92,6 +92,18 @@ pub fn load(env: &Env, st: &State, insn: usize, reg: u8, off: i16, size: u32, sx
                 .ok_or(VerifyError::CtxAccess { insn, off: o, size, write: false })?;
             Ok(ctx::load(f))
         }
+        PtrKind::Stack if p.var.as_const().is_none() => {
+            // A variable offset (as Linux allows for reads): every byte the
+            // access may touch must be in the frame and initialised plain
+            // data, never part of a spilled pointer; the value is unknown.
+            #[allow(clippy::cast_possible_wrap)] // |var| <= PTR_OFF_MAX, checked at the arithmetic
+            let (lo, hi) = (p.off + off + p.var.smin, p.off + off + p.var.smax);
+            stack_range(insn, lo, size)?;
+            stack_range(insn, hi, size)?;
+            let span = u32::try_from(hi - lo).unwrap_or(u32::MAX).saturating_add(size);
+            st.stack.check_data(lo, span).map_err(|f| stack_fault(insn, lo, span, f))?;
+            Ok(plain)
+        }
         PtrKind::Stack => {
             let o = const_off(insn, reg, &p, off)?;
             stack_range(insn, o, size)?;

@@ -5,6 +5,17 @@
 //! 32-bit subregister bounds are derived on demand ([`Scalar::trunc32`])
 //! instead of being stored: an ALU32 operation is computed on the truncated
 //! operands and its result truncated again, which is exact modulo 2^32.
+//! The one exception is `lo32..=hi32`, a bound on the low 32 bits that only
+//! a JMP32 comparison can teach when the 64-bit value does not fit in 32
+//! bits (so that `if w3 < 100` followed by `w3 = w3` keeps the bound).
+//!
+//! `id` names the concrete value (Linux's scalar ids): two scalars with the
+//! same non-zero id in one state hold the same value, so what a comparison
+//! teaches about one holds for the other (`find_equal_scalars`). Every
+//! operation that may change the value returns id 0; one that returns its
+//! operand unchanged (`*self`) keeps it, which is right because the value
+//! is the same. `==` compares every field, ids included: to compare the
+//! sets of values use [`Scalar::contains`] and [`Scalar::same_set`].
 //!
 //! The casts in this module reinterpret bit patterns on purpose.
 #![allow(clippy::cast_possible_wrap, clippy::cast_sign_loss, clippy::cast_possible_truncation)]
@@ -13,7 +24,8 @@ use super::tnum::Tnum;
 
 const U32_MAX: u64 = 0xffff_ffff;
 
-/// A set of 64-bit values: `umin..=umax` ∩ `smin..=smax` ∩ `tnum`.
+/// A set of 64-bit values: `umin..=umax` ∩ `smin..=smax` ∩ `tnum` ∩ {v:
+/// `lo32 <= v as u32 <= hi32`}, and the identity of the value (`id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scalar {
     pub umin: u64,
@@ -21,15 +33,57 @@ pub struct Scalar {
     pub smin: i64,
     pub smax: i64,
     pub tnum: Tnum,
+    pub lo32: u32,
+    pub hi32: u32,
+    pub id: u32,
 }
 
 impl Scalar {
     pub fn unknown() -> Scalar {
-        Scalar { umin: 0, umax: u64::MAX, smin: i64::MIN, smax: i64::MAX, tnum: Tnum::UNKNOWN }
+        Scalar {
+            umin: 0,
+            umax: u64::MAX,
+            smin: i64::MIN,
+            smax: i64::MAX,
+            tnum: Tnum::UNKNOWN,
+            lo32: 0,
+            hi32: u32::MAX,
+            id: 0,
+        }
     }
 
     pub fn constant(v: u64) -> Scalar {
-        Scalar { umin: v, umax: v, smin: v as i64, smax: v as i64, tnum: Tnum::constant(v) }
+        Scalar {
+            umin: v,
+            umax: v,
+            smin: v as i64,
+            smax: v as i64,
+            tnum: Tnum::constant(v),
+            lo32: 0,
+            hi32: u32::MAX,
+            id: 0,
+        }
+    }
+
+    /// Whether both hold exactly the same values (ids aside).
+    pub fn same_set(&self, other: &Scalar) -> bool {
+        self.contains(other) && other.contains(self)
+    }
+
+    /// Whether the low-32-bit bound says anything.
+    fn has_sub32(&self) -> bool {
+        self.lo32 != 0 || self.hi32 != u32::MAX
+    }
+
+    /// The same set with the low 32 bits also within `lo..=hi`; `None` if
+    /// empty.
+    pub fn with_sub32(mut self, lo: u64, hi: u64) -> Option<Scalar> {
+        self.lo32 = self.lo32.max(u32::try_from(lo.min(U32_MAX)).unwrap_or(u32::MAX));
+        self.hi32 = self.hi32.min(u32::try_from(hi.min(U32_MAX)).unwrap_or(u32::MAX));
+        if self.lo32 > self.hi32 {
+            return None;
+        }
+        self.normalize()
     }
 
     /// Unsigned range `min..=max`.
@@ -68,6 +122,20 @@ impl Scalar {
             if self.umin > self.umax || self.smin > self.smax {
                 return None;
             }
+            if self.has_sub32() {
+                if self.umax <= U32_MAX {
+                    // The value is its low 32 bits: one range bounds both.
+                    self.umin = self.umin.max(u64::from(self.lo32));
+                    self.umax = self.umax.min(u64::from(self.hi32));
+                    if self.umin > self.umax {
+                        return None;
+                    }
+                    self.lo32 = 0;
+                    self.hi32 = u32::MAX;
+                } else if self.lo32 > self.hi32 {
+                    return None;
+                }
+            }
             self.tnum = self.tnum.intersect(Tnum::range(self.umin, self.umax))?;
         }
         Some(self)
@@ -87,6 +155,10 @@ impl Scalar {
             && self.smin <= other.smin
             && other.smax <= self.smax
             && self.tnum.contains(&other.tnum)
+            && (!self.has_sub32() || {
+                let t = other.trunc32();
+                u64::from(self.lo32) <= t.umin && t.umax <= u64::from(self.hi32)
+            })
     }
 
     /// The low 32 bits, zero-extended.
@@ -100,7 +172,9 @@ impl Scalar {
             r.umin = self.umin & U32_MAX;
             r.umax = self.umax & U32_MAX;
         }
-        r.norm()
+        r.umin = r.umin.max(u64::from(self.lo32));
+        r.umax = r.umax.min(u64::from(self.hi32));
+        r.normalize().unwrap_or_else(|| Scalar::urange(0, U32_MAX))
     }
 
     /// Zero-extended values fitting in `bits` bits.
@@ -306,10 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn low_32_bit_bound_survives_zero_extension() {
+        let s = Scalar::unknown().with_sub32(0, 100).expect("non-empty");
+        assert_eq!(s.umax, u64::MAX);
+        let w = s.trunc32();
+        assert_eq!((w.umin, w.umax), (0, 100));
+        assert!(Scalar::unknown().contains(&s));
+        assert!(!s.contains(&Scalar::unknown()));
+        assert!(s.contains(&Scalar::constant(0x1_0000_0005)));
+        assert!(!s.contains(&Scalar::constant(0x1_0000_0065)));
+        // Once the value fits in 32 bits, the bound is the range.
+        let f = Scalar::urange(50, 1000).with_sub32(0, 100).expect("non-empty");
+        assert_eq!((f.umin, f.umax, f.lo32, f.hi32), (50, 100, 0, u32::MAX));
+        assert!(Scalar::urange(200, 300).with_sub32(0, 100).is_none());
+    }
+
+    #[test]
     fn normalize_finds_empty_sets() {
         let s = Scalar { umin: 5, umax: 4, ..Scalar::unknown() };
         assert!(s.normalize().is_none());
-        let s = Scalar { smin: -3, smax: -1, umin: 0, umax: 100, tnum: Tnum::UNKNOWN };
+        let s = Scalar { smin: -3, smax: -1, umin: 0, umax: 100, ..Scalar::unknown() };
         assert!(s.normalize().is_none());
     }
 }

@@ -6,6 +6,7 @@
 
 use super::regs::Reg;
 use super::scalar::Scalar;
+use std::rc::Rc;
 
 /// Bytes of stack below r10.
 pub const STACK_SIZE: i64 = 512;
@@ -55,10 +56,12 @@ pub enum StackFault {
 }
 
 /// One frame's stack. Slot 0 covers r10-8..r10; only slots ever written are
-/// stored, the rest are uninitialised.
+/// stored, the rest are uninitialised. The slots are shared between the
+/// states copied from one another until one of them writes (states are
+/// copied at every branch and stored state, written far less often).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stack {
-    slots: Vec<Slot>,
+    slots: Rc<Vec<Slot>>,
 }
 
 /// Slot index and byte index within it of the byte at r10+`off` (`off` < 0).
@@ -75,10 +78,11 @@ impl Stack {
     }
 
     fn slot_mut(&mut self, i: usize) -> &mut Slot {
-        if self.slots.len() <= i {
-            self.slots.resize(i + 1, EMPTY);
+        let slots = Rc::make_mut(&mut self.slots);
+        if slots.len() <= i {
+            slots.resize(i + 1, EMPTY);
         }
-        &mut self.slots[i]
+        &mut slots[i]
     }
 
     /// Records a store of `size` bytes at r10+`off` (in bounds). `value` is
@@ -160,11 +164,52 @@ impl Stack {
         Ok(())
     }
 
+    /// Bytes of heap this stack owns (slots shared with other states are
+    /// counted in each).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+
     /// Applies `f` to every spilled register (null-check propagation).
     pub fn for_each_spill(&mut self, mut f: impl FnMut(&mut Reg)) {
-        for s in &mut self.slots {
+        if !self.slots.iter().any(|s| matches!(s, Slot::Spill(_))) {
+            return;
+        }
+        for s in Rc::make_mut(&mut self.slots) {
             if let Slot::Spill(reg) = s {
                 f(reg);
+            }
+        }
+    }
+
+    /// Applies `f` to the value of every narrow field.
+    pub fn for_each_narrow(&mut self, mut f: impl FnMut(&mut Scalar)) {
+        if !self.slots.iter().any(|s| matches!(s, Slot::Narrow { .. })) {
+            return;
+        }
+        for s in Rc::make_mut(&mut self.slots) {
+            if let Slot::Narrow { value, .. } = s {
+                f(value);
+            }
+        }
+    }
+
+    /// Whether `f` holds for some spilled register or narrow field's value.
+    pub fn any_held(&self, f: impl Fn(&Reg) -> bool) -> bool {
+        self.slots.iter().any(|s| match s {
+            Slot::Spill(reg) => f(reg),
+            Slot::Narrow { value, .. } => f(&Reg::Scalar(*value)),
+            Slot::Bytes(_) => false,
+        })
+    }
+
+    /// Calls `f` on every spilled register and narrow field's value.
+    pub fn for_each_held(&self, mut f: impl FnMut(&Reg)) {
+        for s in self.slots.iter() {
+            match s {
+                Slot::Spill(reg) => f(reg),
+                Slot::Narrow { value, .. } => f(&Reg::Scalar(*value)),
+                Slot::Bytes(_) => {}
             }
         }
     }

@@ -1,16 +1,42 @@
 //! The abstract machine state at one instruction, and the subsumption test
 //! used for pruning: a state already proven safe at an instruction covers a
 //! new one when every concrete state of the new one is one of the old.
+//!
+//! Besides registers and stack, a state holds relations between scalar
+//! values learned from comparisons of two registers ([`Fact`]): clang
+//! compares the same two registers twice in a row (once per value it
+//! selects), and without the relation the second comparison would fork
+//! paths that cannot happen.
 
+use super::branch::Cmp;
 use super::regs::{Ptr, PtrKind, Reg, REG_COUNT};
 use super::scalar::Scalar;
 use super::stack::{Byte, Slot, Stack};
 
-/// Registers and stack of the (single) frame.
+/// Relations kept per state; the oldest is forgotten first.
+pub const FACTS_MAX: usize = 8;
+
+/// `value(a) <cmp> value(b)` (64-bit) holds on this path, for the scalar
+/// values with ids `a` and `b`, learned from comparing registers `ra` and
+/// `rb`. Values never change, so the relation stays true; it is kept only
+/// while `ra` and `rb` still hold those values, because one that outlived
+/// its registers through copies (clang's running minimum and maximum)
+/// would make states at a loop head differ forever and defeat pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fact {
+    pub a: u32,
+    pub cmp: Cmp,
+    pub b: u32,
+    pub ra: u8,
+    pub rb: u8,
+}
+
+/// Registers, stack and relations of the (single) frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub regs: [Reg; REG_COUNT],
     pub stack: Stack,
+    pub facts: Vec<Fact>,
 }
 
 impl State {
@@ -19,7 +45,98 @@ impl State {
         let mut regs = [Reg::NotInit; REG_COUNT];
         regs[1] = Reg::Ptr(Ptr::new(PtrKind::Ctx));
         regs[10] = Reg::Ptr(Ptr::new(PtrKind::Stack));
-        State { regs, stack: Stack::default() }
+        State { regs, stack: Stack::default(), facts: Vec::new() }
+    }
+
+    /// Whether the registers of `f` still hold its values.
+    fn valid(&self, f: &Fact) -> bool {
+        let holds = |r: u8, id: u32| matches!(self.regs[usize::from(r)], Reg::Scalar(s) if s.id == id);
+        holds(f.ra, f.a) && holds(f.rb, f.b)
+    }
+
+    /// What the facts say about `value(a) <cmp> value(b)`.
+    pub fn holds(&self, a: u32, cmp: Cmp, b: u32) -> Option<bool> {
+        self.facts.iter().filter(|f| self.valid(f)).find_map(|f| {
+            if (f.a, f.b) == (a, b) {
+                f.cmp.implies(cmp)
+            } else if (f.a, f.b) == (b, a) {
+                f.cmp.swapped().implies(cmp)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Records a relation, forgetting those about values no longer held
+    /// and, past [`FACTS_MAX`], the oldest.
+    pub fn add_fact(&mut self, f: Fact) {
+        self.drop_stale_facts();
+        if self.facts.len() >= FACTS_MAX {
+            self.facts.remove(0);
+        }
+        self.facts.push(f);
+    }
+
+    /// The ids held by registers and spills (scalars and nullable pointers).
+    fn held_ids(&self) -> IdCount {
+        let mut c = IdCount::default();
+        let mut note = |r: &Reg| match r {
+            Reg::Scalar(s) => c.add(s.id),
+            Reg::Ptr(p) => c.add(p.id),
+            Reg::NotInit => {}
+        };
+        self.regs.iter().for_each(&mut note);
+        self.stack.for_each_held(note);
+        c
+    }
+
+    /// Puts a state about to be stored in its most general form: drops the
+    /// facts about values it no longer holds, and the scalar ids that only
+    /// one register holds and no fact names (they constrain nothing, and
+    /// would make pruning demand the same sharing in the new state).
+    pub fn canonicalize(&mut self) {
+        self.drop_stale_facts();
+        let has_id = |r: &Reg| matches!(r, Reg::Scalar(s) if s.id != 0);
+        if self.facts.is_empty() && !self.regs.iter().any(has_id) && !self.stack.any_held(has_id) {
+            return;
+        }
+        let held = self.held_ids();
+        let facts = &self.facts;
+        let singular = |id: u32| id != 0 && held.count(id) == 1 && !facts.iter().any(|f| f.a == id || f.b == id);
+        let clear = |r: &mut Reg| {
+            if let Reg::Scalar(s) = r {
+                if singular(s.id) {
+                    s.id = 0;
+                }
+            }
+        };
+        let mut regs = self.regs;
+        regs.iter_mut().for_each(clear);
+        self.regs = regs;
+        self.stack.for_each_spill(clear);
+        self.stack.for_each_narrow(|v| {
+            if singular(v.id) {
+                v.id = 0;
+            }
+        });
+    }
+
+    /// Forgets the facts whose registers no longer hold their values.
+    fn drop_stale_facts(&mut self) {
+        if self.facts.iter().any(|f| !self.valid(f)) {
+            let facts = std::mem::take(&mut self.facts);
+            self.facts = facts.into_iter().filter(|f| self.valid(f)).collect();
+        }
+    }
+
+    /// Whether both states describe the same concrete states.
+    pub fn same_as(&self, other: &State) -> bool {
+        self.subsumes_live(other, u16::MAX) && other.subsumes_live(self, u16::MAX)
+    }
+
+    /// Bytes this state occupies: inline size plus owned heap buffers.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<State>() + self.stack.heap_bytes()
     }
 
     /// Whether `self` (explored, proven safe) covers `new`.
@@ -38,6 +155,10 @@ impl State {
             .enumerate()
             .all(|(r, (o, n))| live & (1 << r) == 0 || reg_subsumes(o, n, &mut ids))
             && self.stack.zip(&new.stack).all(|(o, n)| slot_subsumes(&o, &n, &mut ids))
+            && self.facts.iter().all(|f| match (ids.get(f.a), ids.get(f.b)) {
+                (Some(a), Some(b)) => new.holds(a, f.cmp, b) == Some(true),
+                _ => false,
+            })
     }
 
     /// Applies `f` to every register and spilled register.
@@ -49,29 +170,88 @@ impl State {
     }
 }
 
-/// A consistent renaming of null-check ids between two states.
-#[derive(Default)]
+/// Distinct ids tracked per comparison or count. A state may hold more
+/// (11 registers, 64 spill slots); past this many, a comparison answers
+/// "not covered" and a count forgets the id, both of which only lose
+/// precision. Kept small: both tables are built for every comparison.
+const IDS_MAX: usize = 24;
+
+/// How many registers and spills hold each id.
+struct IdCount {
+    ids: [(u32, u8); IDS_MAX],
+    len: usize,
+}
+
+impl Default for IdCount {
+    fn default() -> Self {
+        IdCount { ids: [(0, 0); IDS_MAX], len: 0 }
+    }
+}
+
+impl IdCount {
+    fn add(&mut self, id: u32) {
+        if id == 0 {
+            return;
+        }
+        if let Some(e) = self.ids[..self.len].iter_mut().find(|e| e.0 == id) {
+            e.1 = e.1.saturating_add(1);
+        } else if self.len < IDS_MAX {
+            self.ids[self.len] = (id, 1);
+            self.len += 1;
+        }
+    }
+
+    fn count(&self, id: u32) -> u8 {
+        self.ids[..self.len].iter().find(|e| e.0 == id).map_or(0, |e| e.1)
+    }
+}
+
+/// Ids of the old state mapped to ids of the new one. Where two old
+/// registers share an id (the same value, or the same lookup result), the
+/// new ones must share one too; the map need not be one-to-one, since a
+/// new state knowing more equalities is only more precise. Id 0 is unique
+/// on both sides.
 struct IdMap {
-    pairs: Vec<(u32, u32)>,
+    pairs: [(u32, u32); IDS_MAX],
+    len: usize,
+}
+
+impl Default for IdMap {
+    fn default() -> Self {
+        IdMap { pairs: [(0, 0); IDS_MAX], len: 0 }
+    }
 }
 
 impl IdMap {
     fn check(&mut self, old: u32, new: u32) -> bool {
-        for &(o, n) in &self.pairs {
-            if o == old || n == new {
-                return o == old && n == new;
-            }
+        if old == 0 {
+            return true;
         }
-        self.pairs.push((old, new));
+        if let Some(n) = self.get(old) {
+            return n == new && new != 0;
+        }
+        if new == 0 || self.len == IDS_MAX {
+            return false;
+        }
+        self.pairs[self.len] = (old, new);
+        self.len += 1;
         true
+    }
+
+    fn get(&self, old: u32) -> Option<u32> {
+        self.pairs[..self.len].iter().find(|p| p.0 == old).map(|p| p.1)
     }
 }
 
 fn reg_subsumes(old: &Reg, new: &Reg, ids: &mut IdMap) -> bool {
     match (old, new) {
-        // Never read on any path from the old state: anything goes.
-        (Reg::NotInit, _) => true,
-        (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b),
+        // Unset in the old state but live (a helper may read an unset
+        // optional argument): only an unset register behaves the same. A
+        // scalar or a pointer here would reach the helper instead, and a
+        // pointer would leak (issue 15). Dead registers never get here.
+        (Reg::NotInit, Reg::NotInit) => true,
+        (Reg::NotInit, _) => false,
+        (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b) && ids.check(a.id, b.id),
         (Reg::Ptr(p), Reg::Ptr(q)) => {
             p.kind == q.kind
                 && p.off == q.off
@@ -87,14 +267,16 @@ fn slot_subsumes(old: &Slot, new: &Slot, ids: &mut IdMap) -> bool {
     match (old, new) {
         (Slot::Spill(o), Slot::Spill(n)) => reg_subsumes(o, n, ids),
         (Slot::Spill(Reg::Scalar(s)), n) => {
-            *s == Scalar::unknown() && n.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Misc))
+            s.id == 0
+                && s.same_set(&Scalar::unknown())
+                && n.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Misc))
         }
         (Slot::Spill(_), _) => false,
         (o, Slot::Spill(n)) => {
             // A spilled scalar reads like plain bytes, except an old narrow
             // field would have read back a narrower value.
-            let narrow_precise =
-                matches!(o, Slot::Narrow { size, value, .. } if *value != Scalar::bits(u32::from(*size) * 8));
+            let narrow_precise = matches!(o, Slot::Narrow { size, value, .. }
+                if value.id != 0 || !value.same_set(&Scalar::bits(u32::from(*size) * 8)));
             o.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Invalid))
                 || (matches!(n, Reg::Scalar(_)) && !narrow_precise)
         }
@@ -102,10 +284,13 @@ fn slot_subsumes(old: &Slot, new: &Slot, ids: &mut IdMap) -> bool {
             Slot::Narrow { bytes: ob, at: oa, size: os, value: ov },
             Slot::Narrow { bytes: nb, at: na, size: ns, value: nv },
         ) if oa == na && os == ns => {
-            ov.contains(nv) && bytes_cover(*ob, *nb) && old.as_bytes().zip(new.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
+            ov.contains(nv)
+                && ids.check(ov.id, nv.id)
+                && bytes_cover(*ob, *nb) && old.as_bytes().zip(new.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
         }
         (Slot::Narrow { size, value, .. }, n) => {
-            *value == Scalar::bits(u32::from(*size) * 8)
+            value.id == 0
+                && value.same_set(&Scalar::bits(u32::from(*size) * 8))
                 && old.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
         }
         (o, n) => o.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n)),
@@ -127,12 +312,17 @@ mod tests {
     }
 
     #[test]
-    fn uninit_in_old_state_accepts_anything() {
+    fn uninit_in_old_state_covers_only_uninit() {
         let old = State::entry();
         let mut new = State::entry();
-        new.regs[3] = Reg::constant(1);
         assert!(old.subsumes(&new));
+        new.regs[3] = Reg::constant(1);
+        assert!(!old.subsumes(&new));
         assert!(!new.subsumes(&old));
+        new.regs[3] = Reg::Ptr(Ptr::new(PtrKind::Data));
+        assert!(!old.subsumes(&new));
+        // A dead register is not compared at all.
+        assert!(old.subsumes_live(&new, !(1 << 3)));
     }
 
     #[test]
