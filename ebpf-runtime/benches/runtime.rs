@@ -97,7 +97,7 @@ fn call_overhead(c: &mut Criterion) {
     let prog = Program::load(&build("empty"), None).expect("load empty");
     let mut g = c.benchmark_group("empty_call");
     for (name, engine) in engines() {
-        let mut inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
+        let inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
         let mut data = vec![0u8; BLOCK];
         let mut scratch = vec![0u8; SCRATCH_SIZE];
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
@@ -113,7 +113,7 @@ fn node_search(c: &mut Criterion) {
     scratch[..8].copy_from_slice(&1235u64.to_le_bytes());
     let mut g = c.benchmark_group("node_search");
     for (name, engine) in engines() {
-        let mut inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
+        let inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
         let out = inst.run(&mut data, &mut scratch).expect("run");
         assert_eq!(out.ctx.next_addr[0], 1241, "program result");
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
