@@ -3,6 +3,7 @@
 
 use super::alu;
 use super::branch::{refine, Cmp};
+use super::budget::Budget;
 use super::error::VerifyError;
 use super::helpers::{self, Arg, Ret};
 use super::mem;
@@ -13,10 +14,12 @@ use super::structure::Cfg;
 use super::{Env, Stats};
 use crate::insn::*;
 
-/// A path being explored: where it is and its state.
+/// A path being explored: where it is, its state, and the bytes charged
+/// to the budget for it when it was created.
 struct Path {
     pc: usize,
     st: State,
+    bytes: usize,
 }
 
 /// The walk over all paths of one program.
@@ -34,6 +37,7 @@ pub struct Engine<'a> {
     next_state_id: u32,
     next_ptr_id: u32,
     stats: Stats,
+    budget: Budget,
 }
 
 /// A stored state and how useful it has been.
@@ -43,6 +47,17 @@ struct Explored {
     hits: u32,
     misses: u32,
 }
+
+impl Explored {
+    /// Bytes charged to the budget while it is stored.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Explored>() + self.st.bytes() - std::mem::size_of::<State>()
+    }
+}
+
+/// Bytes charged per stored state for the bookkeeping of its completion:
+/// its flag in `complete` (kept for the whole run) and its `open` entry.
+const OPEN_ENTRY_BYTES: usize = std::mem::size_of::<(usize, u32)>();
 
 /// A stored state that failed this many more times than it helped
 /// (`misses > hits * MISS_RATIO + MISS_SLACK`) is dropped, as Linux does:
@@ -90,14 +105,19 @@ impl<'a> Engine<'a> {
             next_state_id: 0,
             next_ptr_id: 0,
             stats: Stats { insns: prog.len(), ..Stats::default() },
+            budget: Budget::new(env.limits),
         }
     }
 
     pub fn run(mut self) -> Result<Stats, VerifyError> {
-        let mut pending = vec![Path { pc: 0, st: State::entry() }];
+        let st = State::entry();
+        let bytes = st.bytes();
+        self.budget.charge(bytes, 0)?;
+        let mut pending = vec![Path { pc: 0, st, bytes }];
         while let Some(mut cur) = pending.pop() {
             self.finish_below(pending.len());
             loop {
+                self.budget.tick(cur.pc)?;
                 self.stats.insns_processed += 1;
                 let cap = self.env.limits.insns_processed_max;
                 if self.stats.insns_processed > cap {
@@ -116,7 +136,9 @@ impl<'a> Engine<'a> {
                     Flow::End => break,
                 }
             }
+            self.budget.refund(cur.bytes);
         }
+        self.stats.peak_mem_bytes = self.budget.peak_bytes();
         Ok(self.stats)
     }
 
@@ -131,6 +153,7 @@ impl<'a> Engine<'a> {
                 break;
             }
             self.open.pop();
+            self.budget.refund(OPEN_ENTRY_BYTES);
             if let Some(c) = self.complete.get_mut(id as usize) {
                 *c = true;
             }
@@ -154,6 +177,7 @@ impl<'a> Engine<'a> {
         };
         let mut i = 0;
         while i < self.explored[pc].len() {
+            self.budget.tick(pc)?;
             let e = &mut self.explored[pc][i];
             if e.st.subsumes_live(&cur.st, live) {
                 if self.complete.get(e.id as usize).copied().unwrap_or(true) {
@@ -169,21 +193,23 @@ impl<'a> Engine<'a> {
             }
             e.misses += 1;
             if e.misses > e.hits * MISS_RATIO + MISS_SLACK {
-                self.explored[pc].swap_remove(i);
+                let gone = self.explored[pc].swap_remove(i);
+                self.budget.refund(gone.bytes());
                 self.stored -= 1;
             } else {
                 i += 1;
             }
         }
         if self.stored < self.env.limits.states_max {
+            let cap = self.env.limits.states_per_insn_max;
+            if self.explored[pc].len() >= cap {
+                return Err(VerifyError::StatesPerInsnCap { insn: pc, cap });
+            }
             let id = self.next_state_id;
             self.next_state_id = self.next_state_id.wrapping_add(1);
-            let list = &mut self.explored[pc];
-            if list.len() >= self.env.limits.states_per_insn_max {
-                list.remove(0);
-                self.stored -= 1;
-            }
-            list.push(Explored { id, st: masked(), hits: 0, misses: 0 });
+            let e = Explored { id, st: masked(), hits: 0, misses: 0 };
+            self.budget.charge(e.bytes() + 1 + OPEN_ENTRY_BYTES, pc)?;
+            self.explored[pc].push(e);
             self.stored += 1;
             self.stats.states += 1;
             self.stats.peak_states = self.stats.peak_states.max(self.stored);
@@ -268,7 +294,14 @@ impl<'a> Engine<'a> {
         let target = Self::target(pc, &ins);
         match (taken, fall) {
             (Some(t), Some(f)) => {
-                pending.push(Path { pc: target, st: t });
+                let cap = self.env.limits.pending_max;
+                if pending.len() >= cap {
+                    return Err(VerifyError::PendingCap { insn: pc, cap });
+                }
+                let bytes = t.bytes();
+                self.budget.charge(bytes, pc)?;
+                pending.push(Path { pc: target, st: t, bytes });
+                self.stats.peak_pending = self.stats.peak_pending.max(u64::try_from(pending.len()).unwrap_or(u64::MAX));
                 cur.st = f;
                 cur.pc += 1;
             }

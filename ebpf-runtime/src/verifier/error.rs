@@ -100,6 +100,14 @@ pub enum VerifyError {
     LoopCap { insn: usize, cap: u64 },
     #[error("program too complex: {cap} instructions processed without finishing all paths (insn {insn})")]
     TooComplex { insn: usize, cap: u64 },
+    #[error("program too complex: more than {cap} pending branches to explore (insn {insn})")]
+    PendingCap { insn: usize, cap: usize },
+    #[error("program too complex: more than {cap} states stored at insn {insn}")]
+    StatesPerInsnCap { insn: usize, cap: usize },
+    #[error("program too complex: verifier memory cap of {cap_bytes} bytes exceeded (insn {insn})")]
+    MemoryCap { insn: usize, cap_bytes: u64 },
+    #[error("program too complex: verification time cap of {cap_ms} ms exceeded (insn {insn})")]
+    TimeCap { insn: usize, cap_ms: u64 },
 }
 
 impl VerifyError {
@@ -148,7 +156,11 @@ impl VerifyError {
             | HelperArg { insn, .. }
             | InfiniteLoop { insn }
             | LoopCap { insn, .. }
-            | TooComplex { insn, .. } => *insn,
+            | TooComplex { insn, .. }
+            | PendingCap { insn, .. }
+            | StatesPerInsnCap { insn, .. }
+            | MemoryCap { insn, .. }
+            | TimeCap { insn, .. } => *insn,
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod alu;
 mod branch;
+mod budget;
 mod ctx;
 mod engine;
 mod error;
@@ -26,19 +27,31 @@ mod state;
 mod structure;
 mod tnum;
 
+pub use budget::TIME_CHECK_INTERVAL;
 pub use error::VerifyError;
 
 use crate::insn::Insn;
 use crate::map_spec::MapSpec;
+use std::time::Duration;
 
 /// Programs longer than this many slots are refused.
 pub const PROG_LEN_MAX: usize = 4096;
 /// Instructions the abstract interpreter may process over all paths.
 pub const INSNS_PROCESSED_MAX: u64 = 1_000_000;
-/// States stored for pruning over the whole run (each is about 1 KiB).
+/// States stored for pruning over the whole run (each is about 1 KiB);
+/// beyond it no more are stored (the other caps still bound the walk).
 pub const STATES_MAX: u64 = 32_768;
-/// States stored per instruction; older ones are dropped first.
+/// States stored at one instruction; one more refuses the program.
 pub const STATES_PER_INSN_MAX: usize = 1024;
+/// Paths waiting on the pending stack (one per unexplored side of a
+/// branch); one more refuses the program. Linux's
+/// `BPF_COMPLEXITY_LIMIT_JMP_SEQ` is the same 8192.
+pub const PENDING_MAX: usize = 8192;
+/// Bytes of verifier state held at one time (see `budget.rs` for what is
+/// counted); past it the program is refused.
+pub const MEM_MAX_BYTES: u64 = 256 << 20;
+/// Wall time one verification may take.
+pub const TIME_MAX: Duration = Duration::from_secs(1);
 
 /// The verifier's budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +62,15 @@ pub struct Limits {
     pub insns_processed_max: u64,
     /// Cap on states stored for pruning (beyond it, no more are stored).
     pub states_max: u64,
-    /// Cap on states stored at one instruction.
+    /// Cap on states stored at one instruction (refuses past it).
     pub states_per_insn_max: usize,
+    /// Cap on paths waiting to be explored (refuses past it).
+    pub pending_max: usize,
+    /// Cap on bytes of verifier state held at one time (refuses past it).
+    pub mem_max_bytes: u64,
+    /// Cap on wall time (refuses past it; checked every
+    /// [`budget::TIME_CHECK_INTERVAL`] units of work).
+    pub time_max: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +80,9 @@ impl Default for Limits {
             insns_processed_max: INSNS_PROCESSED_MAX,
             states_max: STATES_MAX,
             states_per_insn_max: STATES_PER_INSN_MAX,
+            pending_max: PENDING_MAX,
+            mem_max_bytes: MEM_MAX_BYTES,
+            time_max: TIME_MAX,
         }
     }
 }
@@ -88,6 +111,11 @@ pub struct Stats {
     pub states: u64,
     /// Most states stored at one time.
     pub peak_states: u64,
+    /// Most paths waiting on the pending stack at one time.
+    pub peak_pending: u64,
+    /// Most bytes of verifier state held at one time (as counted against
+    /// [`Limits::mem_max_bytes`]).
+    pub peak_mem_bytes: u64,
 }
 
 /// Verifies `prog` (already relocated by the loader) against `env`.

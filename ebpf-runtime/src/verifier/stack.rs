@@ -160,6 +160,11 @@ impl Stack {
         Ok(())
     }
 
+    /// Bytes of heap this stack owns.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+
     /// Applies `f` to every spilled register (null-check propagation).
     pub fn for_each_spill(&mut self, mut f: impl FnMut(&mut Reg)) {
         for s in &mut self.slots {

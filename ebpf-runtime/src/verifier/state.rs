@@ -22,6 +22,11 @@ impl State {
         State { regs, stack: Stack::default() }
     }
 
+    /// Bytes this state occupies: inline size plus owned heap buffers.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<State>() + self.stack.heap_bytes()
+    }
+
     /// Whether `self` (explored, proven safe) covers `new`.
     #[cfg(test)]
     pub fn subsumes(&self, new: &State) -> bool {
@@ -69,8 +74,12 @@ impl IdMap {
 
 fn reg_subsumes(old: &Reg, new: &Reg, ids: &mut IdMap) -> bool {
     match (old, new) {
-        // Never read on any path from the old state: anything goes.
-        (Reg::NotInit, _) => true,
+        // Unset in the old state but live (a helper may read an unset
+        // optional argument): only an unset register behaves the same. A
+        // scalar or a pointer here would reach the helper instead, and a
+        // pointer would leak (issue 15). Dead registers never get here.
+        (Reg::NotInit, Reg::NotInit) => true,
+        (Reg::NotInit, _) => false,
         (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b),
         (Reg::Ptr(p), Reg::Ptr(q)) => {
             p.kind == q.kind
@@ -127,12 +136,17 @@ mod tests {
     }
 
     #[test]
-    fn uninit_in_old_state_accepts_anything() {
+    fn uninit_in_old_state_covers_only_uninit() {
         let old = State::entry();
         let mut new = State::entry();
-        new.regs[3] = Reg::constant(1);
         assert!(old.subsumes(&new));
+        new.regs[3] = Reg::constant(1);
+        assert!(!old.subsumes(&new));
         assert!(!new.subsumes(&old));
+        new.regs[3] = Reg::Ptr(Ptr::new(PtrKind::Data));
+        assert!(!old.subsumes(&new));
+        // A dead register is not compared at all.
+        assert!(old.subsumes_live(&new, !(1 << 3)));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 // The assembler reinterprets bit patterns (immediates, offsets) on purpose.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
+pub mod explode;
 pub mod programs;
 
 use ebpf_runtime::insn::*;
