@@ -52,6 +52,8 @@ pub enum VmError {
     DataTooSmall { got: usize, expected: u32 },
     #[error("scratch of {got} bytes; it must be exactly {SCRATCH_SIZE} bytes")]
     ScratchSize { got: usize },
+    #[error("scratch at {addr:#x} is not 8-byte aligned, and the program uses atomics (which may target the scratch)")]
+    ScratchAlign { addr: u64 },
 }
 
 /// The result of one call: r0 and the context as the program left it.
@@ -79,14 +81,36 @@ pub struct Instance {
     map_areas: Vec<Area>,
     engine: Engine,
     data_size: u32,
+    /// The program has atomics: the verifier proved their offsets aligned
+    /// from the scratch's base, so the base must be aligned too.
+    has_atomics: bool,
     report: VerifyReport,
 }
+
+/// Alignment of the scratch buffer a program with atomics needs, in bytes.
+const SCRATCH_ALIGN_BYTES: u64 = 8;
 
 impl Instance {
     /// Verifies `program` for data blocks of `data_size` bytes, allocates its
     /// maps, relocates it to host addresses and prepares `engine`.
     pub fn new(program: &Program, data_size: u32, engine: Engine) -> Result<Instance, VmError> {
         let report = gate::verify(program, data_size)?;
+        Instance::build(program, data_size, engine, report)
+    }
+
+    /// Like [`Instance::new`] without the verifier: for our own trusted test
+    /// programs using what the verifier does not accept yet.
+    ///
+    /// # Safety
+    /// With [`Engine::Jit`] nothing checks the program's memory accesses:
+    /// it must be trusted to stay inside the context, data block, scratch,
+    /// its stack and its maps, and to call helpers with valid arguments.
+    /// (The interpreter checks everything, as always.)
+    pub unsafe fn new_unverified(program: &Program, data_size: u32, engine: Engine) -> Result<Instance, VmError> {
+        Instance::build(program, data_size, engine, VerifyReport::default())
+    }
+
+    fn build(program: &Program, data_size: u32, engine: Engine, report: VerifyReport) -> Result<Instance, VmError> {
         let maps = program
             .maps
             .iter()
@@ -108,7 +132,8 @@ impl Instance {
             .iter()
             .map(|m| Area { start: m.values().addr(), len: m.values().size() as u64, writable: !m.spec().read_only })
             .collect();
-        Ok(Instance { code, maps, map_areas, engine, data_size, report })
+        let has_atomics = program.insns.iter().any(|i| i.class() == insn::CLASS_STX && i.opc & 0xe0 == insn::MODE_ATOMIC);
+        Ok(Instance { code, maps, map_areas, engine, data_size, has_atomics, report })
     }
 
     /// What the verifier reported when the instance was made.
@@ -159,6 +184,9 @@ impl Instance {
         }
         ctx.data = data.as_mut_ptr() as u64;
         ctx.scratch = scratch.as_mut_ptr() as u64;
+        if self.has_atomics && ctx.scratch % SCRATCH_ALIGN_BYTES != 0 {
+            return Err(VmError::ScratchAlign { addr: ctx.scratch });
+        }
         let ctx_addr = std::ptr::from_mut(ctx) as u64;
         match &self.code {
             // SAFETY: the program passed our verifier for data blocks of

@@ -206,3 +206,99 @@ fn btf_defined_maps() {
     let e = Program::load(&obj, None).unwrap_err().to_string();
     assert!(e.contains("clang -g"), "{e}");
 }
+
+fn load(name: &str) -> Program {
+    let obj = common::read(&common::build_c(name));
+    Program::load(&obj, None).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn u64_of(v: Option<Vec<u8>>) -> u64 {
+    u64::from_le_bytes(v.expect("present").try_into().expect("8 bytes"))
+}
+
+/// One instance, two threads, `__sync_fetch_and_add` on one array-map value:
+/// every increment counts (the map is shared and the atomics are real),
+/// while the host reads the map concurrently. Both engines.
+#[test]
+fn atomic_counter_is_exact_across_threads() {
+    let prog = load("counter");
+    for (engine, per_thread) in [(Engine::Jit, 200_000u64), (Engine::Interpreter, 20_000)] {
+        let inst = std::sync::Arc::new(Instance::new(&prog, BLOCK as u32, engine).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (inst, stop) = (inst.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = u64_of(inst.map("counter").unwrap().get(&0u32.to_le_bytes()).unwrap());
+                    assert!(now >= last, "the counter went backwards: {last} then {now}");
+                    last = now;
+                }
+            })
+        };
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let inst = inst.clone();
+                std::thread::spawn(move || {
+                    let mut data = vec![0u8; BLOCK];
+                    let mut scratch = vec![0u64; SCRATCH_SIZE / 8];
+                    let mut ctx = ebpf_runtime::XrpContext::default();
+                    let bytes: &mut [u8] = bytemuck_u64(&mut scratch);
+                    for _ in 0..per_thread {
+                        assert_eq!(inst.call(&mut ctx, &mut data, bytes).unwrap(), 0);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+        let m = inst.map("counter").unwrap();
+        assert_eq!(u64_of(m.get(&0u32.to_le_bytes()).unwrap()), 2 * per_thread, "{engine:?}");
+        assert_eq!(u64_of(m.get(&1u32.to_le_bytes()).unwrap()), 4 * per_thread, "{engine:?}");
+    }
+}
+
+/// `&mut [u64]` as bytes: an 8-byte aligned scratch, as atomics need.
+fn bytemuck_u64(v: &mut [u64]) -> &mut [u8] {
+    let len = v.len() * 8;
+    // SAFETY: `v` is `len` bytes of initialised memory, exclusively borrowed
+    // for the returned lifetime; u8 has no invalid bit patterns.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len) }
+}
+
+/// `update(m, &k, lookup(m, &k), flags)`: the value aliases its own slot.
+#[test]
+fn map_update_with_a_value_aliasing_its_slot() {
+    let prog = load("alias");
+    for engine in engines() {
+        let inst = Instance::new(&prog, BLOCK as u32, engine).unwrap();
+        let out = inst.run(&mut vec![0u8; BLOCK], &mut vec![0u8; SCRATCH_SIZE]).unwrap();
+        assert_eq!(out.ret as u32, (0x1122_3344_5566_7788u64 + 5) as u32, "{engine:?}");
+        assert_eq!(u64_of(inst.map("h").unwrap().get(&7u64.to_le_bytes()).unwrap()), 0x1122_3344_5566_7788, "{engine:?}");
+    }
+}
+
+/// A `__noinline` function: a bpf-to-bpf call whose callee writes its own
+/// stack at the same offsets the caller uses; the caller's slot survives.
+#[test]
+fn noinline_callee_has_its_own_frame() {
+    let prog = load("noinline");
+    let mix = |a: i64, b: i64| a.wrapping_mul(3) + b - (a ^ b) + a.wrapping_add(b);
+    for engine in engines() {
+        // SAFETY: our own test program; it touches only its context, data
+        // block, scratch and stack frames.
+        let inst = unsafe { Instance::new_unverified(&prog, BLOCK as u32, engine) }.unwrap();
+        let mut data = vec![0u8; BLOCK];
+        for (i, v) in [-1234i64, 99, 0x5555].iter().enumerate() {
+            data[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut scratch = vec![0u8; SCRATCH_SIZE];
+        let out = inst.run(&mut data, &mut scratch).unwrap();
+        assert_eq!(word(&scratch, 0) as i64, mix(-1234, 99), "{engine:?}");
+        assert_eq!(word(&scratch, 1), 0x5555, "{engine:?}: the caller's stack slot was overwritten by the callee");
+        assert_eq!(out.ret as i32, mix(-1234, 99) as i32);
+    }
+}

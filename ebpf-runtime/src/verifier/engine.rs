@@ -235,6 +235,18 @@ impl<'a> Engine<'a> {
                 let v = Reg::constant(i64::from(ins.imm) as u64);
                 mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
             }
+            CLASS_STX if ins.opc & 0xe0 == MODE_ATOMIC => {
+                let v = read(st, pc, ins.src)?;
+                if ins.imm == 0xf1 {
+                    read(st, pc, 0)?; // cmpxchg compares with r0
+                }
+                let old = mem::atomic(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
+                match ins.imm {
+                    0xf1 => st.regs[0] = old,
+                    imm if imm & 0x01 != 0 => st.regs[usize::from(ins.src)] = old,
+                    _ => {}
+                }
+            }
             CLASS_STX => {
                 let v = read(st, pc, ins.src)?;
                 mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;

@@ -72,6 +72,8 @@ pub enum VerifyError {
     PointerCompare { insn: usize, reg: u8 },
 
     // ---- memory ----------------------------------------------------------
+    #[error("R{reg} atomic operation on {region} prohibited: {why} (insn {insn})")]
+    AtomicAccess { insn: usize, reg: u8, region: &'static str, why: &'static str },
     #[error("R{reg} invalid mem access '{kind}' (insn {insn})")]
     InvalidMemAccess { insn: usize, reg: u8, kind: &'static str },
     #[error("invalid access to {region} off={off} size={size} (insn {insn})")]
@@ -145,6 +147,7 @@ impl VerifyError {
             | PointerArithUnbounded { insn, .. }
             | PointerAlu32 { insn, .. }
             | PointerCompare { insn, .. }
+            | AtomicAccess { insn, .. }
             | InvalidMemAccess { insn, .. }
             | OutOfBounds { insn, .. }
             | UnboundedAccess { insn, .. }
