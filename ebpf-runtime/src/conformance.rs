@@ -5,6 +5,7 @@
 
 use crate::asm;
 use crate::insn::{self, Insn};
+use crate::loader::Program;
 use crate::vm::{self, Engine};
 
 /// One test vector.
@@ -108,6 +109,65 @@ pub unsafe fn run(prog: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, 
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the engine panicked".to_string()),
     }
+}
+
+/// Options of the plugin protocol (bpf_conformance's runner starts a plugin
+/// as `PLUGIN [MEMORY_HEX] [PLUGIN_OPTIONS...] [--elf]`, program on stdin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginArgs {
+    /// Initial memory, base16 (absent or empty: none).
+    pub memory: Option<String>,
+    /// stdin holds an ELF object (hex) rather than raw instructions.
+    pub elf: bool,
+    /// Run on the JIT instead of the interpreter.
+    pub jit: bool,
+}
+
+impl PluginArgs {
+    /// Parses the runner's argument list (without the program name): the
+    /// first argument that is not an option is the memory; options are
+    /// `--elf`, `--jit`, `--interp`.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<PluginArgs, String> {
+        let mut a = PluginArgs::default();
+        for arg in args {
+            match arg.as_ref() {
+                "--elf" => a.elf = true,
+                "--jit" => a.jit = true,
+                "--interp" => a.jit = false,
+                o if o.starts_with("--") => return Err(format!("unknown option {o}; options are --elf, --jit, --interp")),
+                m if a.memory.is_none() => a.memory = Some(m.to_string()),
+                extra => return Err(format!("unexpected argument `{extra}` after the memory")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// One plugin invocation: decodes the program (`input`, hex: raw slots or,
+/// with `--elf`, an object whose program section or leading global `.text`
+/// function is run) and the memory, runs it, returns r0.
+///
+/// # Safety
+/// With `--jit` the program runs unchecked, as [`run`] says: the runner must
+/// hand over trusted programs (the conformance vectors).
+pub unsafe fn plugin(args: &PluginArgs, input: &str) -> Result<u64, String> {
+    let bytes = decode_hex(input).map_err(|e| format!("program: {e}"))?;
+    let insns = if args.elf {
+        let prog = Program::load(&bytes, None).map_err(|e| e.to_string())?;
+        if !prog.maps.is_empty() {
+            return Err("ELF programs with maps or globals are not supported by the plugin".to_string());
+        }
+        prog.insns
+    } else {
+        insn::decode_all(&bytes).ok_or("program length is not a multiple of 8 bytes")?
+    };
+    let mut mem = match args.memory.as_deref() {
+        Some(m) => decode_hex(m).map_err(|e| format!("memory: {e}"))?,
+        None => Vec::new(),
+    };
+    let engine = if args.jit { Engine::Jit } else { Engine::Interpreter };
+    // SAFETY: the caller's contract.
+    unsafe { run(&insns, &mut mem, engine) }
 }
 
 /// Assembles a vector's program, checking it against `-- raw` when present.

@@ -190,25 +190,11 @@ fn run(
 fn plugin(memory: Option<&str>, elf: bool, jit: bool) -> Result<(), String> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
-    let bytes = conformance::decode_hex(&input).map_err(|e| format!("program: {e}"))?;
-    let insns = if elf {
-        let prog = Program::load(&bytes, None).map_err(|e| e.to_string())?;
-        if !prog.maps.is_empty() {
-            return Err("ELF programs with maps or globals are not supported by the plugin".to_string());
-        }
-        prog.insns
-    } else {
-        ebpf_runtime::insn::decode_all(&bytes).ok_or("program length is not a multiple of 8 bytes")?
-    };
-    let mut mem = match memory {
-        Some(m) => conformance::decode_hex(m).map_err(|e| format!("memory: {e}"))?,
-        None => Vec::new(),
-    };
-    let engine = if jit { Engine::Jit } else { Engine::Interpreter };
+    let args = conformance::PluginArgs { memory: memory.map(str::to_string), elf, jit };
     // SAFETY: the plugin runs the program it is given on purpose, as the
     // conformance runner's plugins do; the interpreter checks every access,
     // `--jit` runs the trusted vector unchecked (the documented contract).
-    let r0 = unsafe { conformance::run(&insns, &mut mem, engine) }?;
+    let r0 = unsafe { conformance::plugin(&args, &input) }?;
     println!("{r0:x}");
     Ok(())
 }
