@@ -1,6 +1,7 @@
 //! Runtime benchmarks: call overhead of an empty program, a B+-tree node
 //! search over a 4 KiB block (JIT, interpreter, native Rust), and load time
-//! (parse + verify + JIT) of each bundled test program.
+//! (parse + verify + JIT) of each bundled program (`bpf/*.c`) and test
+//! program (`bpf/tests/*.c`).
 //!
 //! `cargo bench -p ebpf-runtime --bench runtime -- --warm-up-time 1 --measurement-time 3`
 //! Needs clang (scripts/install-deps.sh): the programs are built at start.
@@ -19,16 +20,32 @@ use ebpf_runtime::{Engine, Instance, Program, XrpContext};
 const BLOCK: usize = 4096;
 const NODE_KEYS: usize = 255;
 const VALUES_OFF: usize = 2048;
-const PROGRAMS: [&str; 5] = ["empty", "node_search", "map_user", "globals", "calls"];
+/// Sources under `bpf/`: the bundled storage functions and the test programs.
+const PROGRAMS: [&str; 10] = [
+    "btree_lookup",
+    "range_sum",
+    "filter_reduce",
+    "tests/empty",
+    "tests/node_search",
+    "tests/map_user",
+    "tests/globals",
+    "tests/calls",
+    "tests/counter",
+    "tests/alias",
+];
 
 fn build(name: &str) -> Vec<u8> {
+    build_path(&format!("tests/{name}"))
+}
+
+fn build_path(name: &str) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::env::temp_dir().join(format!("ebpf-runtime-bench-{name}-{}.o", std::process::id()));
+    let out = std::env::temp_dir().join(format!("ebpf-runtime-bench-{}-{}.o", name.replace('/', "-"), std::process::id()));
     let status = Command::new("clang")
         .args(["-target", "bpf", "-O2", "-g0", "-mcpu=v3", "-I"])
         .arg(root.join("bpf/include"))
         .arg("-c")
-        .arg(root.join("bpf/tests").join(format!("{name}.c")))
+        .arg(root.join("bpf").join(format!("{name}.c")))
         .arg("-o")
         .arg(&out)
         .status()
@@ -86,11 +103,7 @@ fn native_node_search(data: &[u8], scratch: &mut [u8], ctx: &mut XrpContext) -> 
 }
 
 fn engines() -> Vec<(&'static str, Engine)> {
-    let mut e = vec![("interpreter", Engine::Interpreter)];
-    if cfg!(target_arch = "x86_64") {
-        e.insert(0, ("jit", Engine::Jit));
-    }
-    e
+    vec![("jit", Engine::Jit), ("interpreter", Engine::Interpreter)]
 }
 
 fn call_overhead(c: &mut Criterion) {
@@ -101,6 +114,9 @@ fn call_overhead(c: &mut Criterion) {
         let mut data = vec![0u8; BLOCK];
         let mut scratch = vec![0u8; SCRATCH_SIZE];
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
+        // The fast path: the caller's context reused, nothing reset or copied.
+        let mut ctx = XrpContext::default();
+        g.bench_function(format!("{name}_reused_ctx"), |b| b.iter(|| inst.call(&mut ctx, black_box(&mut data), &mut scratch).expect("run")));
     }
     g.finish();
 }
@@ -133,8 +149,8 @@ fn load_time(c: &mut Criterion) {
     let mut g = c.benchmark_group("load_parse_verify_jit");
     g.sample_size(10);
     for name in PROGRAMS {
-        let obj = build(name);
-        let engine = engines()[0].1;
+        let engine = Engine::Jit;
+        let obj = build_path(name);
         // calls.c uses bpf-to-bpf calls, which the verifier does not take yet.
         let prog = Program::load(&obj, None).expect("load");
         if Instance::new(&prog, BLOCK as u32, engine).is_err() {
