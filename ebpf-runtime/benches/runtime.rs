@@ -133,6 +133,10 @@ fn node_search(c: &mut Criterion) {
         let out = inst.run(&mut data, &mut scratch).expect("run");
         assert_eq!(out.ctx.next_addr[0], 1241, "program result");
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
+        // The program's own cost: the context is the caller's, reused (the
+        // miss path writes the same fields every time).
+        let mut ctx = XrpContext::default();
+        g.bench_function(format!("{name}_reused_ctx"), |b| b.iter(|| inst.call(&mut ctx, black_box(&mut data), &mut scratch).expect("run")));
     }
     let mut ctx = XrpContext::default();
     assert_eq!((native_node_search(&data, &mut scratch, &mut ctx), ctx.next_addr[0]), (0, 1241));

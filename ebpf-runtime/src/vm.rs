@@ -175,6 +175,7 @@ impl Instance {
     /// `ctx.scratch` are set to `data` and `scratch`, the other fields are
     /// what the caller left there (the program reads and writes them in
     /// place). The fast path: nothing is copied or reset.
+    #[inline]
     pub fn call(&self, ctx: &mut XrpContext, data: &mut [u8], scratch: &mut [u8]) -> Result<u64, VmError> {
         if data.len() < self.data_size as usize {
             return Err(VmError::DataTooSmall { got: data.len(), expected: self.data_size });

@@ -134,8 +134,8 @@ fn second_section_by_name() {
     assert!(err.contains("xrp, xrp/second"), "{err}");
 }
 
-/// Local calls are linked (the verifier does not accept them yet, so the
-/// linked program runs unverified here: it is our own trusted test program).
+/// Local calls are linked (from the program section and inside .text),
+/// verified and run on both engines.
 #[test]
 fn local_calls_are_linked_into_text() {
     let obj = common::read(&common::build_c("calls"));
@@ -146,6 +146,19 @@ fn local_calls_are_linked_into_text() {
         let target = (*pc as i64 + 1 + i64::from(*imm)) as usize;
         assert!(target < prog.insns.len() && target > *pc, "call at {pc} targets {target}");
     }
+    for engine in engines() {
+        let inst = Instance::new(&prog, BLOCK as u32, engine).unwrap();
+        let mut ctx = ebpf_runtime::XrpContext::default();
+        ctx.next_addr[0] = 7;
+        let r = inst.call(&mut ctx, &mut vec![0u8; BLOCK], &mut vec![0u8; SCRATCH_SIZE]).unwrap();
+        assert_eq!(r, 18, "{engine:?}");
+    }
+}
+
+#[test]
+fn local_calls_run_unverified_too() {
+    let obj = common::read(&common::build_c("calls"));
+    let prog = Program::load(&obj, None).unwrap();
     let mut ctx = ebpf_runtime::XrpContext::default();
     ctx.next_addr[0] = 7;
     for engine in engines() {
@@ -283,14 +296,13 @@ fn map_update_with_a_value_aliasing_its_slot() {
 
 /// A `__noinline` function: a bpf-to-bpf call whose callee writes its own
 /// stack at the same offsets the caller uses; the caller's slot survives.
+/// Verified, then run on both engines.
 #[test]
 fn noinline_callee_has_its_own_frame() {
     let prog = load("noinline");
     let mix = |a: i64, b: i64| a.wrapping_mul(3) + b - (a ^ b) + a.wrapping_add(b);
     for engine in engines() {
-        // SAFETY: our own test program; it touches only its context, data
-        // block, scratch and stack frames.
-        let inst = unsafe { Instance::new_unverified(&prog, BLOCK as u32, engine) }.unwrap();
+        let inst = Instance::new(&prog, BLOCK as u32, engine).unwrap();
         let mut data = vec![0u8; BLOCK];
         for (i, v) in [-1234i64, 99, 0x5555].iter().enumerate() {
             data[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());

@@ -65,9 +65,13 @@ fn malformed_cpu_v4_forms_are_refused() {
 }
 
 #[test]
-fn local_calls_callx_and_kfuncs_are_refused() {
+fn callx_kfuncs_and_malformed_local_calls_are_refused() {
+    // The caller falls through into the callee at slot 2.
     let local = raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, 1);
-    reject(&Asm::new().raw(local).ret0().ret0().build(), "bpf-to-bpf call");
+    reject(&Asm::new().raw(local).ret0().ret0().build(), "bpf-to-bpf call: function falls through into the next one (insn 1)");
+    // A call to no instruction.
+    let local = raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, 9);
+    reject(&Asm::new().raw(local).ret0().build(), "jump out of range");
     let callx = raw(CLASS_JMP | JMP_CALL | SRC_X, 1, 0, 0, 0);
     reject(&Asm::new().raw(callx).ret0().build(), "indirect call");
     let kfunc = raw(CLASS_JMP | JMP_CALL, 0, 2, 0, 1);

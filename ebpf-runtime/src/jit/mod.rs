@@ -65,6 +65,7 @@ impl JitCode {
     /// verified for the memory `r1` leads to (context, data block, scratch,
     /// maps), which must outlive the call; or it is a trusted unverified
     /// program (conformance) given memory it stays inside.
+    #[inline]
     pub(crate) unsafe fn call(&self, r1: u64) -> u64 {
         // SAFETY: `entry` is the start of function 0, compiled with the
         // platform C calling convention and this signature, in sealed

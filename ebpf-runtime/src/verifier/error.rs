@@ -16,6 +16,12 @@ pub enum VerifyError {
     UnknownOpcode { insn: usize, opc: u8 },
     #[error("{what} is not supported (insn {insn})")]
     Unsupported { insn: usize, what: &'static str },
+    #[error("bpf-to-bpf call: {what} (insn {insn})")]
+    Call { insn: usize, what: &'static str },
+    #[error("the call chain is deeper than {max} frames (insn {insn})")]
+    CallDepth { insn: usize, max: usize },
+    #[error("combined stack of the call chain is {bytes} bytes, more than {max} (insn {insn})")]
+    CombinedStack { insn: usize, bytes: i64, max: i64 },
     #[error("reserved field {field} must be zero (insn {insn})")]
     ReservedField { insn: usize, field: &'static str },
     #[error("invalid register r{reg}: registers are r0-r10 (insn {insn})")]
@@ -121,6 +127,9 @@ impl VerifyError {
             | TooLong { insn, .. }
             | UnknownOpcode { insn, .. }
             | Unsupported { insn, .. }
+            | Call { insn, .. }
+            | CallDepth { insn, .. }
+            | CombinedStack { insn, .. }
             | ReservedField { insn, .. }
             | InvalidRegister { insn, .. }
             | FramePointerWrite { insn }

@@ -6,11 +6,13 @@ use super::regs::{Ptr, PtrKind, Reg, REG_COUNT};
 use super::scalar::Scalar;
 use super::stack::{Byte, Slot, Stack};
 
-/// Registers and stack of the (single) frame.
+/// Registers and stack of the current frame, and the callers' frames
+/// (bpf-to-bpf calls, `calls.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub regs: [Reg; REG_COUNT],
     pub stack: Stack,
+    pub frames: Vec<super::calls::Frame>,
 }
 
 impl State {
@@ -19,12 +21,14 @@ impl State {
         let mut regs = [Reg::NotInit; REG_COUNT];
         regs[1] = Reg::Ptr(Ptr::new(PtrKind::Ctx));
         regs[10] = Reg::Ptr(Ptr::new(PtrKind::Stack));
-        State { regs, stack: Stack::default() }
+        State { regs, stack: Stack::default(), frames: Vec::new() }
     }
 
     /// Bytes this state occupies: inline size plus owned heap buffers.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<State>() + self.stack.heap_bytes()
+        std::mem::size_of::<State>()
+            + self.stack.heap_bytes()
+            + self.frames.iter().map(|f| std::mem::size_of_val(f) + f.stack.heap_bytes()).sum::<usize>()
     }
 
     /// Whether `self` (explored, proven safe) covers `new`.
@@ -36,6 +40,10 @@ impl State {
     /// Whether `self` covers `new` with the registers outside `live` (bit i
     /// = ri) treated as dead in `new`, i.e. as never read again.
     pub fn subsumes_live(&self, new: &State, live: u16) -> bool {
+        // Callers' frames must be identical (calls.rs: not pruned across).
+        if self.frames != new.frames {
+            return false;
+        }
         let mut ids = IdMap::default();
         self.regs
             .iter()

@@ -91,12 +91,25 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
         };
         succs[pc] = s;
     }
+    // Local calls: the target must be an instruction; the callee is
+    // reachable through the call (the call's own successor is pc + 1).
+    let mut callee = vec![None; len];
+    for pc in (0..len).filter(|pc| !second[*pc]) {
+        if let Some(target) = super::calls::call_target(prog, pc) {
+            let t = usize::try_from(target).ok().filter(|t| *t < len).ok_or(VerifyError::JumpOutOfRange { insn: pc, target })?;
+            if second[t] {
+                return Err(VerifyError::JumpIntoLddw { insn: pc, target: t });
+            }
+            callee[pc] = Some(t);
+        }
+    }
+    super::calls::check_functions(prog, &second, &super::calls::function_starts(prog, &second))?;
     // Reachability from the entry.
     let mut seen = vec![false; len];
     let mut work = vec![0usize];
     seen[0] = true;
     while let Some(pc) = work.pop() {
-        for t in succs[pc].iter().flatten() {
+        for t in succs[pc].iter().flatten().chain(callee[pc].iter()) {
             if !seen[*t] {
                 seen[*t] = true;
                 work.push(*t);
@@ -309,7 +322,8 @@ fn check_jmp(ins: &Insn, pc: usize, class: u8, op: u8) -> Result<(), VerifyError
                     }
                     Ok(())
                 }
-                CALL_LOCAL => Err(unsupported(pc, "bpf-to-bpf call (mark the function __always_inline)")),
+                // Target and function structure: `check` and calls.rs.
+                CALL_LOCAL => Ok(()),
                 _ => Err(unsupported(pc, "kfunc call")),
             }
         }
