@@ -105,7 +105,9 @@ pub(crate) unsafe extern "C" fn map_update_elem(map: u64, key: u64, value: u64, 
     let m = unsafe { map_ref(map) };
     let (ks, vs) = (m.spec().key_size as usize, m.spec().value_size as usize);
     // SAFETY: the contract; both are copied before the map is written.
-    unsafe { progmem::with_bytes(key, ks, |k| progmem::with_bytes(value, vs, |v| update(m, k, v, flags))) }
+    let with_value = |k: &[u8]| unsafe { progmem::with_bytes(value, vs, |v| update(m, k, v, flags)) };
+    // SAFETY: the contract, for the key.
+    unsafe { progmem::with_bytes(key, ks, with_value) }
 }
 
 /// `long bpf_map_delete_elem(map, key)`: 0 or a negative errno.
@@ -257,6 +259,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // one contract covers the sequence
     fn map_helpers_take_the_map_address() {
         let spec = MapSpec { name: "h".into(), kind: MapKind::Hash, key_size: 8, value_size: 8, max_entries: 4, read_only: false };
         let map = Map::new(spec).unwrap();

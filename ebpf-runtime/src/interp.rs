@@ -253,9 +253,9 @@ impl Machine<'_> {
             insn::ALU_MOD => a.checked_rem(b).unwrap_or(a),
             insn::ALU_XOR => a ^ b,
             insn::ALU_MOV => match (i.opc & insn::SRC_X != 0, i.off) {
-                (true, 8) => b as u8 as i8 as i64 as u64,
-                (true, 16) => b as u16 as i16 as i64 as u64,
-                (true, 32) => b as u32 as i32 as i64 as u64,
+                (true, 8) => i64::from(b as u8 as i8) as u64,
+                (true, 16) => i64::from(b as u16 as i16) as u64,
+                (true, 32) => i64::from(b as u32 as i32) as u64,
                 _ => b,
             },
             insn::ALU_ARSH => ((a as i64) >> (b & 63)) as u64,
@@ -291,8 +291,8 @@ impl Machine<'_> {
             insn::ALU_MOD => a.checked_rem(b).unwrap_or(a),
             insn::ALU_XOR => a ^ b,
             insn::ALU_MOV => match (i.opc & insn::SRC_X != 0, i.off) {
-                (true, 8) => b as u8 as i8 as i32 as u32,
-                (true, 16) => b as u16 as i16 as i32 as u32,
+                (true, 8) => i32::from(b as u8 as i8) as u32,
+                (true, 16) => i32::from(b as u16 as i16) as u32,
                 _ => b,
             },
             insn::ALU_ARSH => ((a as i32) >> (b & 31)) as u32,
@@ -324,9 +324,9 @@ impl Machine<'_> {
         let v = self.load(pc, addr, size)?;
         self.reg[usize::from(i.dst)] = match (i.opc & 0xe0, size) {
             (insn::MODE_MEM, _) => v,
-            (insn::MODE_MEMSX, 1) => v as u8 as i8 as i64 as u64,
-            (insn::MODE_MEMSX, 2) => v as u16 as i16 as i64 as u64,
-            (insn::MODE_MEMSX, 4) => v as u32 as i32 as i64 as u64,
+            (insn::MODE_MEMSX, 1) => i64::from(v as u8 as i8) as u64,
+            (insn::MODE_MEMSX, 2) => i64::from(v as u16 as i16) as u64,
+            (insn::MODE_MEMSX, 4) => i64::from(v as u32 as i32) as u64,
             _ => return Err(InterpError::BadInstruction { pc, opc: i.opc }),
         };
         Ok(())

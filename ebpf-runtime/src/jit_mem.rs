@@ -40,9 +40,10 @@ impl ExecMemory {
         if self.sealed || offset.checked_add(code.len()).is_none_or(|end| end > self.len) {
             return Err(io::Error::other("JIT code write after sealing or outside the mapping"));
         }
+        let dst = self.ptr.wrapping_add(offset);
         // SAFETY: `offset..offset+len` is inside our read-write mapping
         // (checked above, not sealed); `code` is a distinct Rust buffer.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.ptr.add(offset), code.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
         Ok(())
     }
 

@@ -39,27 +39,37 @@ pub enum AtomicOp {
 /// `addr..addr + size` must be valid for reads for the duration of the call
 /// and not be accessed through a Rust reference meanwhile.
 pub unsafe fn load(addr: u64, size: usize) -> u64 {
-    let p = addr as usize as *mut u8;
+    let p = ptr(addr);
     if addr % size as u64 == 0 {
-        // SAFETY (all arms): the caller guarantees validity; the address is
-        // aligned to the access width (checked above), as `from_ptr` needs.
-        unsafe {
-            match size {
-                1 => return u64::from(AtomicU8::from_ptr(p).load(Ordering::Relaxed)),
-                2 => return u64::from(u16::from_le(AtomicU16::from_ptr(p.cast()).load(Ordering::Relaxed))),
-                4 => return u64::from(u32::from_le(AtomicU32::from_ptr(p.cast()).load(Ordering::Relaxed))),
-                8 => return u64::from_le(AtomicU64::from_ptr(p.cast()).load(Ordering::Relaxed)),
-                _ => {}
-            }
+        match size {
+            // SAFETY: the caller guarantees validity; the address is aligned
+            // to the access width (checked above), as `from_ptr` needs.
+            1 => return u64::from(unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed)),
+            // SAFETY: as above.
+            2 => return u64::from(u16::from_le(unsafe { AtomicU16::from_ptr(p.cast()) }.load(Ordering::Relaxed))),
+            // SAFETY: as above.
+            4 => return u64::from(u32::from_le(unsafe { AtomicU32::from_ptr(p.cast()) }.load(Ordering::Relaxed))),
+            // SAFETY: as above.
+            8 => return u64::from_le(unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed)),
+            _ => {}
         }
     }
     let mut v = 0u64;
     for i in (0..size).rev() {
-        // SAFETY: inside the caller's valid range; bytes are always aligned.
-        let b = unsafe { AtomicU8::from_ptr(p.add(i)).load(Ordering::Relaxed) };
+        // Inside the caller's valid range.
+        let b = p.wrapping_add(i);
+        // SAFETY: valid (the caller's range); bytes are always aligned.
+        let b = unsafe { AtomicU8::from_ptr(b) }.load(Ordering::Relaxed);
         v = (v << 8) | u64::from(b);
     }
     v
+}
+
+/// A program address as a pointer. Addresses come from this process's own
+/// pointers, so they fit `usize`.
+#[allow(clippy::cast_possible_truncation)]
+fn ptr(addr: u64) -> *mut u8 {
+    addr as usize as *mut u8
 }
 
 /// Stores the low `size` (1, 2, 4 or 8) bytes of `v` little-endian.
@@ -70,22 +80,24 @@ pub unsafe fn load(addr: u64, size: usize) -> u64 {
 // Truncation to the access width is the point of a narrow store.
 #[allow(clippy::cast_possible_truncation)]
 pub unsafe fn store(addr: u64, size: usize, v: u64) {
-    let p = addr as usize as *mut u8;
+    let p = ptr(addr);
     if addr % size as u64 == 0 {
-        // SAFETY (all arms): as in `load`.
-        unsafe {
-            match size {
-                1 => return AtomicU8::from_ptr(p).store(v as u8, Ordering::Relaxed),
-                2 => return AtomicU16::from_ptr(p.cast()).store((v as u16).to_le(), Ordering::Relaxed),
-                4 => return AtomicU32::from_ptr(p.cast()).store((v as u32).to_le(), Ordering::Relaxed),
-                8 => return AtomicU64::from_ptr(p.cast()).store(v.to_le(), Ordering::Relaxed),
-                _ => {}
-            }
+        match size {
+            // SAFETY: as in `load`.
+            1 => return unsafe { AtomicU8::from_ptr(p) }.store(v as u8, Ordering::Relaxed),
+            // SAFETY: as in `load`.
+            2 => return unsafe { AtomicU16::from_ptr(p.cast()) }.store((v as u16).to_le(), Ordering::Relaxed),
+            // SAFETY: as in `load`.
+            4 => return unsafe { AtomicU32::from_ptr(p.cast()) }.store((v as u32).to_le(), Ordering::Relaxed),
+            // SAFETY: as in `load`.
+            8 => return unsafe { AtomicU64::from_ptr(p.cast()) }.store(v.to_le(), Ordering::Relaxed),
+            _ => {}
         }
     }
     for i in 0..size {
-        // SAFETY: inside the caller's valid range.
-        unsafe { AtomicU8::from_ptr(p.add(i)).store((v >> (8 * i)) as u8, Ordering::Relaxed) };
+        let b = p.wrapping_add(i);
+        // SAFETY: inside the caller's valid range; bytes are always aligned.
+        unsafe { AtomicU8::from_ptr(b) }.store((v >> (8 * i)) as u8, Ordering::Relaxed);
     }
 }
 
@@ -98,7 +110,7 @@ pub unsafe fn store(addr: u64, size: usize, v: u64) {
 #[allow(clippy::cast_possible_truncation)] // 32-bit atomics use the low half
 pub unsafe fn atomic(addr: u64, size: usize, op: AtomicOp, v: u64) -> u64 {
     assert!(addr % size as u64 == 0 && (size == 4 || size == 8), "atomic of {size} bytes at {addr:#x}");
-    let p = addr as usize as *mut u8;
+    let p = ptr(addr);
     const O: Ordering = Ordering::SeqCst;
     if size == 8 {
         // SAFETY: the caller's contract, alignment asserted above.
@@ -188,6 +200,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // one contract covers the sequence
     fn aligned_and_unaligned_access() {
         let mut mem = [0u64; 4];
         let base = mem.as_mut_ptr() as u64;

@@ -101,7 +101,8 @@ fn signed_division_is_accepted_with_an_unknown_result() {
 
 /// `call local` to the slot `target` from slot `at`.
 fn call_local(at: usize, target: usize) -> Insn {
-    raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, i32::try_from(target as i64 - at as i64 - 1).unwrap())
+    let rel = i64::try_from(target).unwrap() - i64::try_from(at).unwrap() - 1;
+    raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, i32::try_from(rel).unwrap())
 }
 
 #[test]

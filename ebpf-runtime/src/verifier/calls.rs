@@ -95,12 +95,12 @@ pub fn enter(st: &mut State, pc: usize, ret_pc: usize) -> Result<(), VerifyError
     }
     check_combined(st, pc)?;
     let mut regs = [Reg::NotInit; REG_COUNT];
-    for r in 1..=5 {
-        match st.regs[r] {
+    for (new, old) in regs[1..=5].iter_mut().zip(&st.regs[1..=5]) {
+        match *old {
             Reg::Ptr(p) if p.kind == PtrKind::Stack => {
                 return Err(VerifyError::Call { insn: pc, what: "a pointer to the caller's stack as an argument is not supported" })
             }
-            v => regs[r] = v,
+            v => *new = v,
         }
     }
     regs[10] = Reg::Ptr(Ptr::new(PtrKind::Stack));
