@@ -314,3 +314,30 @@ fn noinline_callee_has_its_own_frame() {
         assert_eq!(out.ret as i32, mix(-1234, 99) as i32);
     }
 }
+
+/// Issue 15: at entry every register but r1 (context) and r10 (frame
+/// pointer) is 0 on both engines, so an argument register a program never
+/// set reads 0 (here: r0 | r2 | ... | r9 of an unverified program).
+#[test]
+fn registers_start_at_zero_on_both_engines() {
+    let prog = ebpf_runtime::asm::assemble(
+        "or %r0, %r2\nor %r0, %r3\nor %r0, %r4\nor %r0, %r5\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit",
+    )
+    .unwrap();
+    for engine in engines() {
+        let mut mem = [0xffu8; 8];
+        // SAFETY: the program touches no memory.
+        let r = unsafe { ebpf_runtime::vm::run_unverified(&prog, &mut mem, engine) }.unwrap();
+        assert_eq!(r, 0, "{engine:?}");
+    }
+    // A callee's r0 and r6-r9 start at 0 too (r1-r5 are its arguments).
+    let prog = ebpf_runtime::asm::assemble(
+        "mov %r6, -1\nmov %r7, -1\nmov %r0, -1\ncall local f\nexit\nf:\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit",
+    )
+    .unwrap();
+    for engine in engines() {
+        // SAFETY: the program touches no memory.
+        let r = unsafe { ebpf_runtime::vm::run_unverified(&prog, &mut [0u8; 8], engine) }.unwrap();
+        assert_eq!(r, 0, "{engine:?}");
+    }
+}
