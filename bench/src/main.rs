@@ -6,6 +6,7 @@
 //! Must not know about: the internals of the other crates beyond their
 //! public API.
 
+mod bed;
 mod byop;
 mod demo;
 mod engine;

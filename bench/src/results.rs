@@ -37,6 +37,16 @@ pub struct RunResult {
     pub modelled: bool,
     /// Latency CDF: (latency in microseconds, fraction of operations at or below), ascending.
     pub cdf: Vec<(f64, f64)>,
+    /// How it ran: "inline" or "reactor" (userspace engines), "wait:spin" or
+    /// "wait:sleep" (kernel engines under a device model).
+    #[serde(default)]
+    pub how: String,
+    /// What it read: "ext4 on /dev/zram1, O_DIRECT", "emulated NVMe, ext4 on /dev/zram1", ...
+    #[serde(default)]
+    pub device: String,
+    /// Modelled device time of one read, microseconds (0 without a model).
+    #[serde(default)]
+    pub device_us_per_read: f64,
 }
 
 /// A whole run of `sfbench run` or of the default suite.

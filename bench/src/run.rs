@@ -2,13 +2,13 @@
 //! at every client-thread count asked for; answers checked against the
 //! reference traversal; a table, JSON and charts.
 
-use crate::engine::chain::{self, ChainClient};
-use crate::engine::kernel::{self, Access, PreadClient, UringClient};
-use crate::engine::{Client, EngineKind, Recorder};
+use crate::engine::chain::{self, Mode, NsChoice};
+use crate::engine::kernel::{self, Access, Model, PreadClient, UringClient};
+use crate::engine::{Client, EngineKind, Recorder, Wait};
 use crate::results::{Report, RunResult};
 use crate::workload::{self, Data, Gen, Kind};
 use anyhow::{bail, Context, Result};
-use chaining::btree::Superblock;
+use workloads::btree::Superblock;
 use nvme::{DmaPool, Latency, PoolOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,8 +30,8 @@ pub struct Args {
     /// Client thread counts to measure, comma separated (more than cores is fine).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub threads: Vec<u32>,
-    /// Operations in flight per client thread (userspace engines; the kernel engines run one at a time per thread).
-    #[arg(long, default_value_t = 1)]
+    /// Operations in flight per client thread (userspace engines and io_uring; pread runs one at a time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub qd: u32,
     /// Seconds measured per point.
     #[arg(long, default_value_t = 3.0)]
@@ -40,16 +40,38 @@ pub struct Args {
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
     /// Device model for every engine: none, optane (3.2 us per 4 KiB), nand (80 us), or microseconds.
-    /// Kernel engines get it as a calibrated wait after each read (and read through the page cache);
-    /// the emulated controller applies it to each command. Figures are then labelled modelled.
+    /// Each read costs its engine's real software plus this device time: the kernel engines wait it
+    /// out after their real read returns (see --wait), the emulated controller posts the completion
+    /// this long after it fetched the command. Figures are then labelled modelled.
     #[arg(long, default_value = "none", value_parser = Latency::parse)]
     pub device_latency: Latency,
+    /// How the kernel engines wait out the modelled device time: spin (no wake-up charged: a lower
+    /// bound for the kernel), sleep (a high-resolution timer sleep, as a blocked reader; the CPU goes
+    /// to other threads), or auto (spin while kernel threads are at most the cores, else sleep).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub wait: Wait,
+    /// How the userspace engines' client threads reach their queue pairs: inline (each thread owns
+    /// a queue pair and polls it: run to completion, no hand-off), reactor (reactor threads own the
+    /// queue pairs, clients hand chains over and wait), or auto (inline while client threads are at
+    /// most the cores, else reactor).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: Mode,
+    /// What the userspace engines read for the data file: device (the block device under it,
+    /// through the file's extents from FIEMAP, checked against our ext4 reader), file (the file
+    /// itself as the namespace, no file system on the path), or auto (device when it can be read,
+    /// which needs root; else file, with a note).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub namespace: NsChoice,
+    /// Kernel engines read through a warm page cache instead of O_DIRECT (the fallback when no
+    /// block device of ours is in use).
+    #[arg(long)]
+    pub page_cache: bool,
     /// Keys per range scan.
     #[arg(long, default_value_t = 100)]
     pub range_keys: u64,
-    /// Reactor threads of the userspace engines (one queue pair each).
-    #[arg(long, default_value_t = 1)]
-    pub reactors: usize,
+    /// Reactor threads of the userspace engines in reactor mode (one queue pair each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub reactors: u64,
     /// io_uring: IOPOLL (needs a polled NVMe block device and O_DIRECT).
     #[arg(long)]
     pub iopoll: bool,
@@ -83,6 +105,8 @@ pub struct Prepared {
     nums: Option<Vec<u8>>,
     /// Tree depth (0 for a file of numbers).
     pub depth: u32,
+    /// "ext4 on /dev/zram1": the file system and device the kernel engines read through.
+    pub fs_label: String,
 }
 
 pub fn prepare(args: &Args) -> Result<Prepared> {
@@ -90,18 +114,42 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         let Some(path) = args.db.clone() else { bail!("workload {} needs --db (make one with sfbench mkdb)", args.workload.name()) };
         let f = std::fs::File::open(&path).with_context(|| format!("opening the database {} (make one with sfbench mkdb)", path.display()))?;
         let sb = Superblock::read(&f).with_context(|| format!("{}", path.display()))?;
-        Ok(Prepared { path, depth: sb.depth as u32, data: Data::Tree(sb), nums: None })
+        let fs_label = fs_label(&path);
+        Ok(Prepared { path, depth: u32::try_from(sb.depth).context("tree depth")?, data: Data::Tree(sb), nums: None, fs_label })
     } else {
         let Some(path) = args.nums.clone() else { bail!("workload filter needs --nums (make one with sfbench mknums)") };
         let bytes = std::fs::read(&path).with_context(|| format!("reading {} (make one with sfbench mknums)", path.display()))?;
-        if bytes.is_empty() || bytes.len() % chaining::filter::BLOCK != 0 {
+        if bytes.is_empty() || bytes.len() % workloads::filter::BLOCK != 0 {
             bail!("{}: {} bytes is not a positive multiple of 4096; remake it with sfbench mknums", path.display(), bytes.len());
         }
-        Ok(Prepared { path, depth: 0, data: Data::Nums(bytes.len() as u64), nums: Some(bytes) })
+        let fs_label = fs_label(&path);
+        Ok(Prepared { path, depth: 0, data: Data::Nums(bytes.len() as u64), nums: Some(bytes), fs_label })
     }
 }
 
+/// The file system type and device a file lives on ("ext4 on /dev/zram1"),
+/// from /proc/self/mountinfo.
+pub fn fs_label(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return "unknown file system".into() };
+    let want = format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev()));
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in info.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() < 5 || f[2] != want {
+            continue;
+        }
+        if let Some(dash) = f.iter().position(|&x| x == "-") {
+            if let (Some(fstype), Some(src)) = (f.get(dash + 1), f.get(dash + 2)) {
+                return format!("{fstype} on {src}");
+            }
+        }
+    }
+    "unknown file system".into()
+}
+
 pub fn run(args: Args) -> Result<()> {
+    crate::bed::install_signal_handler();
     let p = prepare(&args)?;
     let mut results = Vec::new();
     for &t in &args.threads {
@@ -121,9 +169,6 @@ pub fn size_of(f: &std::fs::File) -> std::io::Result<u64> {
     f.seek(SeekFrom::End(0))
 }
 
-/// `Superblock::read` checks the root against the file's metadata length,
-/// which is 0 for a block device: give it a sparse temporary file with the
-/// device's first block and the device's size instead.
 /// Writes JSON and charts where asked.
 pub fn finish(report: &Report, json: Option<&Path>, charts: Option<&Path>) -> Result<()> {
     if let Some(j) = json {
@@ -143,33 +188,49 @@ pub fn finish(report: &Report, json: Option<&Path>, charts: Option<&Path>) -> Re
 
 /// Measures one engine at one thread count.
 pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> Result<RunResult> {
+    crate::bed::check_interrupted()?;
+    if threads == 0 {
+        bail!("--threads: 0 client threads; give 1 or more");
+    }
     let model = args.device_latency;
-    let threads = threads.max(1);
-    let qd = if engine.is_kernel() { 1 } else { args.qd.max(1) };
+    let qd = if engine == EngineKind::Pread { 1 } else { args.qd.max(1) };
     let pool = DmaPool::new(PoolOptions { limit_bytes: 64 << 20, allow_fallback: true });
-    // Kernel engines: O_DIRECT without a model (the host's device); with a
-    // model, the page cache stands in for a fast device and the model adds
-    // the device time.
-    let want_direct = model.is_none();
-    let note;
-    let chain_engine = if engine.is_kernel() {
-        let (_, access, n) = kernel::open(&p.path, want_direct)?;
-        note = n;
-        if access == Access::Buffered && !model.is_none() {
-            // Warm the page cache so every read is a memory copy plus the model.
-            std::fs::read(&p.path)?;
-        }
-        None
+    let mut notes = Vec::new();
+    let (how, device, chain_engine, kmodel, kernel_access) = if engine.is_kernel() {
+        let wait = args.wait.resolve(threads);
+        let access = if args.page_cache {
+            // Warm the page cache, so every read is a memory copy plus the model.
+            std::fs::read(&p.path).with_context(|| format!("reading {}", p.path.display()))?;
+            Access::Buffered
+        } else {
+            let (_, access, n) = kernel::open(&p.path)?;
+            notes.extend(n);
+            access
+        };
+        let io = if access == Access::Direct { "O_DIRECT" } else { "page cache" };
+        let how = if model.is_none() { "-".to_string() } else { format!("wait:{}", wait.name()) };
+        (how, format!("{}, {io}", p.fs_label), None, Model { latency: model, wait }, access)
     } else {
-        let e = chain::start(engine, args.workload, &p.data, &p.path, model, args.reactors, args.pci.as_deref())?;
-        note = Some(e.note.clone());
-        Some(Arc::new(e))
+        let mode = args.mode.resolve(threads);
+        let layout = chain::layout(&p.path, args.namespace)?;
+        let reactors = usize::try_from(args.reactors).context("--reactors")?;
+        let e = chain::start(engine, args.workload, &p.data, layout, model, mode, reactors, args.pci.as_deref())?;
+        notes.push(e.note.clone());
+        let device = if args.pci.is_some() { "PCIe NVMe".to_string() } else { format!("emulated NVMe, {}", p.fs_label) };
+        (mode.name().to_string(), device, Some(Arc::new(e)), Model { latency: model, wait: Wait::Spin }, Access::Direct)
+    };
+    let open_kernel = || -> Result<std::fs::File> {
+        if kernel_access == Access::Buffered {
+            std::fs::File::open(&p.path).with_context(|| format!("opening {}", p.path.display()))
+        } else {
+            Ok(kernel::open(&p.path)?.0)
+        }
     };
     let make_client = |_: u32| -> Result<Box<dyn Client>> {
         Ok(match engine {
-            EngineKind::Pread => Box::new(PreadClient::new(kernel::open(&p.path, want_direct)?.0, args.workload, &p.data, model, &pool)?),
-            EngineKind::IoUring => Box::new(UringClient::new(kernel::open(&p.path, want_direct)?.0, args.workload, &p.data, model, &pool, args.iopoll, args.sqpoll)?),
-            _ => Box::new(ChainClient::new(chain_engine.clone().context("userspace engine not started")?)),
+            EngineKind::Pread => Box::new(PreadClient::new(open_kernel()?, args.workload, &p.data, kmodel, &pool)?),
+            EngineKind::IoUring => Box::new(UringClient::new(open_kernel()?, args.workload, &p.data, kmodel, &pool, args.iopoll, args.sqpoll, qd as usize)?),
+            _ => chain_engine.as_ref().context("userspace engine not started")?.client()?,
         })
     };
     let warm = Duration::from_secs_f64(args.warmup.max(0.0));
@@ -182,6 +243,7 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
                     let mut client = make_client(t)?;
                     let mut gen = Gen::new(args.workload, &p.data, args.range_keys, args.seed.wrapping_add(u64::from(t) * 0x9e37))?;
                     client.run_until(&mut gen, qd as usize, Instant::now() + warm, &mut Recorder::new(u64::MAX))?;
+                    crate::bed::check_interrupted()?;
                     let mut rec = Recorder::new(args.check_every);
                     let t0 = Instant::now();
                     client.run_until(&mut gen, qd as usize, t0 + span, &mut rec)?;
@@ -191,6 +253,9 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))).collect()
     });
+    if let Some(e) = &chain_engine {
+        e.check_unchanged()?;
+    }
     drop(chain_engine);
     let mut lat = Vec::new();
     let mut hops = 0u64;
@@ -207,10 +272,33 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
         bail!("{}: no operation finished in {:.1} s; raise --seconds", engine.name(), args.seconds);
     }
     check(engine, p, &samples)?;
-    if let Some(n) = note {
-        eprintln!("note: {} — {n}", engine.name());
+    for n in notes {
+        note_once(&format!("note: {} — {n}", engine.name()));
     }
-    Ok(summarise(engine, args, p, threads, qd, lat, hops, secs))
+    let mut r = summarise(engine, args, p, threads, qd, lat, hops, secs);
+    r.how = how;
+    r.device = device;
+    Ok(r)
+}
+
+/// The index of quantile `q` (0 to 1) in a sorted sample of `n > 0` values.
+pub fn rank(n: usize, q: f64) -> usize {
+    // `q` is clamped to [0, 1], so the product is a non-negative number below
+    // `n` (or NaN, which casts to 0): the casts cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let i = (n as f64 * q.clamp(0.0, 1.0)) as usize;
+    i.min(n.saturating_sub(1))
+}
+
+/// Prints a note the first time it comes up in this process (every point
+/// of a run would say the same).
+fn note_once(line: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.iter().any(|s| s == line) {
+        eprintln!("{line}");
+        seen.push(line.to_string());
+    }
 }
 
 /// Checks sampled answers against the reference traversal; fails loudly.
@@ -230,11 +318,11 @@ fn summarise(engine: EngineKind, args: &Args, p: &Prepared, threads: u32, qd: u3
     lat.sort_unstable();
     let n = lat.len();
     let us = |ns: u64| ns as f64 / 1000.0;
-    let pct = |q: f64| us(lat[((n as f64 * q) as usize).min(n - 1)]);
+    let pct = |q: f64| us(lat[rank(n, q)]);
     let avg = lat.iter().map(|&x| x as f64).sum::<f64>() / n as f64 / 1000.0;
     let hops_per_op = hops as f64 / n as f64;
     let model_us = args.device_latency.for_bytes(u64::from(p.data.block())).as_secs_f64() * 1e6;
-    let cdf = (1..=100).map(|i| (pct(i as f64 / 100.0), i as f64 / 100.0)).collect();
+    let cdf = (1..=100u32).map(|i| (pct(f64::from(i) / 100.0), f64::from(i) / 100.0)).collect();
     RunResult {
         engine: engine.name().to_string(),
         workload: args.workload.name().to_string(),
@@ -254,6 +342,9 @@ fn summarise(engine: EngineKind, args: &Args, p: &Prepared, threads: u32, qd: u3
         device_model: args.device_latency.to_string(),
         modelled: !args.device_latency.is_none(),
         cdf,
+        how: String::new(),
+        device: String::new(),
+        device_us_per_read: model_us,
     }
 }
 
@@ -261,11 +352,17 @@ pub fn print_table(results: &[RunResult]) {
     if let Some(r) = results.first() {
         println!("\nworkload {}, device: {}{}", r.workload, r.device_model, if r.modelled { " (MODELLED device time)" } else { "" });
     }
-    println!("{:<11} {:>5} {:>7} {:>3} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}", "engine", "depth", "threads", "qd", "ops/s", "hops/s", "avg us", "p50 us", "p99 us", "p99.9 us", "sw us/hop");
+    let mut devices: Vec<&str> = results.iter().map(|r| r.device.as_str()).collect();
+    devices.dedup();
+    for d in devices {
+        let engines: Vec<&str> = results.iter().filter(|r| r.device == d).map(|r| r.engine.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        println!("  {}: {d}", engines.join(", "));
+    }
+    println!("{:<11} {:<14} {:>5} {:>7} {:>3} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}", "engine", "workload", "depth", "threads", "qd", "ops/s", "hops/s", "avg us", "p50 us", "p99 us", "p99.9 us", "sw us/hop");
     for r in results {
         println!(
-            "{:<11} {:>5} {:>7} {:>3} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.3}",
-            r.engine, r.depth, r.threads, r.qd, r.ops_per_sec, r.hops_per_sec, r.lat_avg_us, r.lat_p50_us, r.lat_p99_us, r.lat_p999_us, r.sw_us_per_hop
+            "{:<11} {:<14} {:>5} {:>7} {:>3} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.3}  {}",
+            r.engine, r.workload, r.depth, r.threads, r.qd, r.ops_per_sec, r.hops_per_sec, r.lat_avg_us, r.lat_p50_us, r.lat_p99_us, r.lat_p999_us, r.sw_us_per_hop, r.how
         );
     }
 }

@@ -2,8 +2,8 @@
 //! and the reference each engine's answers are checked against.
 
 use anyhow::{bail, Result};
-use chaining::btree::{self, Superblock};
-use chaining::filter::{self, Reduced};
+use workloads::btree::{self, Superblock};
+use workloads::filter::{self, Reduced};
 use chaining::{ChainRequest, Function, ProgId};
 use fs_extents::{FileId, TenantId};
 use rand::rngs::SmallRng;
@@ -65,11 +65,15 @@ impl Data {
     /// Block size of every read.
     pub fn block(&self) -> u32 {
         match self {
-            // Node sizes are 512 or 4096 (checked by Superblock::read).
-            Data::Tree(sb) => sb.node_size as u32,
-            Data::Nums(_) => filter::BLOCK as u32,
+            Data::Tree(sb) => node_bytes(sb),
+            Data::Nums(_) => filter::BLOCK_BYTES,
         }
     }
+}
+
+/// Bytes of a database's node: 512 or 4096 (`Superblock::read` checks), so it fits u32.
+fn node_bytes(sb: &Superblock) -> u32 {
+    u32::try_from(sb.node_size).unwrap_or(u32::MAX)
 }
 
 /// Draws operations, deterministically from a seed.
@@ -107,6 +111,8 @@ impl Gen {
             Kind::LookupZipf => {
                 let z = self.zipf.as_ref().map_or(1.0, |z| z.sample(&mut self.rng));
                 // Zipf samples lie in [1, keys]; scatter the popular ranks over the key space.
+                // Zipf samples are whole numbers in [1, keys]: the cast is exact.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let rank = (z as u64).saturating_sub(1) % self.keys;
                 Op::Lookup(btree::key_at(rank.wrapping_mul(0x9e37_79b9) % self.keys))
             }
@@ -122,15 +128,40 @@ impl Gen {
     }
 }
 
-/// The chain request for an operation.
-pub fn request(op: Op, data: &Data, tenant: TenantId, file: FileId, prog: ProgId) -> ChainRequest {
+/// How an operation starts: its first read and its initial scratch. The
+/// chain engines wrap it in a `ChainRequest`; the kernel engines use it as is.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub offset: u64,
+    pub size: u32,
+    /// Initial scratch words (the rest of the scratch is zero).
+    pub scratch: Vec<u8>,
+}
+
+fn words(w: &[(usize, u64)]) -> Vec<u8> {
+    let n = w.iter().map(|&(i, _)| i + 1).max().unwrap_or(0);
+    let mut s = vec![0u8; n * 8];
+    for &(i, v) in w {
+        s[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    s
+}
+
+/// The first read and scratch of an operation.
+pub fn start(op: Op, data: &Data) -> Start {
     match (op, data) {
-        (Op::Lookup(k), Data::Tree(sb)) => ChainRequest::new(tenant, file, sb.root, sb.node_size as u32, prog).with_u64(btree::LK_KEY, k),
-        (Op::Range(lo, hi), Data::Tree(sb)) => ChainRequest::new(tenant, file, sb.root, sb.node_size as u32, prog).with_u64(btree::RS_LO, lo).with_u64(btree::RS_HI, hi),
-        (Op::Filter(lo, hi), Data::Nums(size)) => filter::request(ChainRequest::new(tenant, file, 0, filter::BLOCK as u32, prog), lo, hi, *size),
+        (Op::Lookup(k), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::LK_KEY, k)]) },
+        (Op::Range(lo, hi), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::RS_LO, lo), (btree::RS_HI, hi)]) },
+        (Op::Filter(lo, hi), Data::Nums(size)) => Start { offset: 0, size: filter::BLOCK_BYTES, scratch: words(&filter::scratch_words(lo, hi, *size)) },
         // Gen::new refuses mismatched workloads and data.
         _ => unreachable!("operation does not fit the data"),
     }
+}
+
+/// The chain request for an operation.
+pub fn request(op: Op, data: &Data, tenant: TenantId, file: FileId, prog: ProgId) -> ChainRequest {
+    let s = start(op, data);
+    ChainRequest { scratch: s.scratch, ..ChainRequest::new(tenant, file, s.offset, s.size, prog) }
 }
 
 /// Reads the answer out of a finished chain's scratch.
@@ -158,9 +189,9 @@ pub fn native_function(kind: Kind, data: &Data) -> Function {
 pub fn bpf_object(kind: Kind, data: &Data) -> &'static [u8] {
     let ns = data.block() as usize;
     match kind {
-        Kind::LookupUniform | Kind::LookupZipf => chaining::programs::lookup(ns),
-        Kind::Range => chaining::programs::range_sum(ns),
-        Kind::Filter => chaining::programs::FILTER_REDUCE,
+        Kind::LookupUniform | Kind::LookupZipf => workloads::programs::lookup(ns),
+        Kind::Range => workloads::programs::range_sum(ns),
+        Kind::Filter => workloads::programs::FILTER_REDUCE,
     }
 }
 

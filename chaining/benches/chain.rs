@@ -5,8 +5,9 @@
 //!
 //! cargo bench -p chaining --bench chain
 
-use chaining::btree::{self, key_at};
-use chaining::{filter, programs, ChainQueue, ChainRequest, Function, ProgId, QueueConfig};
+use workloads::btree::{self, key_at};
+use workloads::{filter, programs};
+use chaining::{ChainQueue, ChainRequest, Function, ProgId, QueueConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ebpf_runtime::vm::Engine as VmEngine;
 use fs_extents::{ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap, FileId, FileOffset, Registry, TenantId};

@@ -12,10 +12,7 @@
 //! Must not know about: how a transport works inside (it uses `nvme`'s queue
 //! pairs, `fs-extents`' translation and `ebpf-runtime`'s instances).
 
-pub mod btree;
-pub mod filter;
 pub mod function;
-pub mod programs;
 pub mod queue;
 pub mod reactor;
 pub mod request;

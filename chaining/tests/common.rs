@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use chaining::btree::{self, Superblock};
+use workloads::btree::{self, Superblock};
 use chaining::{ChainQueue, QueueConfig};
 use fs_extents::{Ext4, FileId, Registry, TenantId};
 use nvme::{Backing, Controller, EmuConfig, EmulatedController};

@@ -3,8 +3,9 @@
 
 mod common;
 
-use chaining::btree::{self, key_at, value_of};
-use chaining::{filter, programs, ChainRequest, ChainStatus, Function, ProgId, QueueConfig};
+use workloads::btree::{self, key_at, value_of};
+use workloads::{filter, programs};
+use chaining::{ChainRequest, ChainStatus, Function, ProgId, QueueConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,9 @@
 
 mod common;
 
-use chaining::btree::{self, key_at};
-use chaining::{programs, ChainOutcome, ChainRequest, ChainStatus, Engine, EngineConfig, Function, FunctionFactory, ProgId, QueueConfig, TenantConfig};
+use workloads::btree::{self, key_at};
+use workloads::programs;
+use chaining::{ChainOutcome, ChainRequest, ChainStatus, Engine, EngineConfig, Function, FunctionFactory, ProgId, QueueConfig, TenantConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
 use ebpf_runtime::XrpContext;

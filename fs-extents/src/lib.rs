@@ -38,6 +38,7 @@ pub mod ext4;
 pub mod fiemap;
 pub mod map;
 pub mod registry;
+pub mod scratch;
 mod sys;
 
 pub use addr::{DevOffset, FileOffset};

@@ -76,6 +76,18 @@ pub fn reserve(mb: u64) -> Result<Hugepages, SetupError> {
     Ok(after)
 }
 
+/// Gives hugepages back down to `total` pages (what a run found before it
+/// reserved more). Pages in use stay with their users; the kernel frees them
+/// when they are unmapped.
+pub fn release_to(total: u64) -> Result<Hugepages, SetupError> {
+    let before = hugepages()?;
+    if before.total <= total {
+        return Ok(before);
+    }
+    std::fs::write(NR_HUGEPAGES, format!("{total}\n")).map_err(|source| SetupError::Write { path: NR_HUGEPAGES, source })?;
+    hugepages()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

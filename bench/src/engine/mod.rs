@@ -5,7 +5,7 @@
 
 pub mod chain;
 pub mod kernel;
-mod uring;
+pub mod uring;
 
 use crate::workload::{Answer, Gen, Op};
 use anyhow::Result;
@@ -71,13 +71,43 @@ pub trait Client {
     fn run_until(&mut self, gen: &mut Gen, qd: usize, until: Instant, rec: &mut Recorder) -> Result<()>;
 }
 
-/// Waits (spinning, for precision) until `start + model`: the device model
-/// applied to a kernel read that completed sooner.
-pub fn pad_to(start: Instant, model: Duration) {
-    if model.is_zero() {
-        return;
+/// How the kernel engines wait out the modelled device time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wait {
+    /// Spin while kernel threads are at most the cores, sleep otherwise.
+    Auto,
+    /// Spin: a lower bound for the kernel (no interrupt, no wake-up charged).
+    Spin,
+    /// Sleep on a high-resolution timer (timer slack at its minimum), as a
+    /// blocked reader does: the CPU goes to other threads; the wake-up is charged.
+    Sleep,
+}
+
+impl Wait {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wait::Auto => "auto",
+            Wait::Spin => "spin",
+            Wait::Sleep => "sleep",
+        }
     }
-    while start.elapsed() < model {
-        std::hint::spin_loop();
+
+    /// The mode that runs for `threads` kernel threads.
+    pub fn resolve(self, threads: u32) -> Wait {
+        match self {
+            Wait::Auto if threads as usize <= chain::cores() => Wait::Spin,
+            Wait::Auto => Wait::Sleep,
+            w => w,
+        }
+    }
+}
+
+/// Sets this thread's timer slack to 1 ns, so a sleep ends when asked
+/// (the default slack adds 50 us).
+pub fn set_timer_slack_min() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and only affects this thread.
+    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    if r != 0 {
+        eprintln!("warning: PR_SET_TIMERSLACK: {}", std::io::Error::last_os_error());
     }
 }

@@ -246,6 +246,18 @@ impl<R: ReadAt> Ext4<R> {
         Ok(Self { src, sb, base })
     }
 
+    /// Opens a file system that is mounted right now, read through the
+    /// block device's page cache (`src` opened without O_DIRECT): that is
+    /// where the kernel keeps the file system's metadata buffers, so the
+    /// reads see its current metadata, journalled but not yet checkpointed
+    /// blocks included. Sync the file system first; a file being changed
+    /// meanwhile can be seen half-way.
+    pub fn open_live(src: R, base: DevOffset) -> Result<Self, Ext4Error> {
+        let src = Window::new(src, base.0);
+        let sb = Superblock::read_with(&src, true)?;
+        Ok(Self { src, sb, base })
+    }
+
     /// The checked superblock.
     pub fn superblock(&self) -> &Superblock {
         &self.sb

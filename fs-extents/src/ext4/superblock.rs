@@ -86,8 +86,14 @@ fn bad(field: &'static str, value: u64, why: &'static str) -> Ext4Error {
 }
 
 impl Superblock {
-    /// Reads and checks the superblock.
+    /// Reads and checks the superblock of an unmounted file system.
     pub fn read<R: ReadAt + ?Sized>(src: &R) -> Result<Self, Ext4Error> {
+        Self::read_with(src, false)
+    }
+
+    /// Reads and checks the superblock; `live` accepts a mounted file
+    /// system (whose journal flag says "needs recovery" while mounted).
+    pub fn read_with<R: ReadAt + ?Sized>(src: &R, live: bool) -> Result<Self, Ext4Error> {
         let mut b = [0u8; SUPERBLOCK_BYTES];
         read(src, &mut b, SUPERBLOCK_OFFSET, "superblock")?;
         let magic = le16(&b, 0x38);
@@ -117,8 +123,8 @@ impl Superblock {
             ));
         }
         let feature_incompat = le32(&b, 0x60);
-        let unknown = feature_incompat & !incompat::SUPPORTED;
-        if feature_incompat & incompat::RECOVER != 0 {
+        let unknown = feature_incompat & !incompat::SUPPORTED & !(if live { incompat::RECOVER } else { 0 });
+        if feature_incompat & incompat::RECOVER != 0 && !live {
             return Err(Ext4Error::NeedsRecovery);
         }
         if unknown != 0 {

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use crate::dma::mmap::PrivateMemory;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 /// Alignment O_DIRECT transfers keep to (offset, length and buffer).
@@ -35,10 +36,36 @@ impl Bounce {
     }
 }
 
+/// The bytes of an in-memory namespace: heap memory, or 2 MiB hugepages.
+#[derive(Debug)]
+pub enum MemStore {
+    Heap(Vec<u8>),
+    Hugepages(PrivateMemory),
+}
+
+impl std::ops::Deref for MemStore {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            MemStore::Heap(v) => v,
+            MemStore::Hugepages(m) => m.as_slice(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for MemStore {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            MemStore::Heap(v) => v,
+            MemStore::Hugepages(m) => m.as_mut_slice(),
+        }
+    }
+}
+
 /// The namespace's storage.
 #[derive(Debug)]
 pub enum Backing {
-    Memory(RwLock<Vec<u8>>),
+    Memory(RwLock<MemStore>),
     File(FileStore),
 }
 
@@ -48,6 +75,7 @@ pub struct FileStore {
     buffered: File,
     direct: Option<File>,
     len: u64,
+    read_only: bool,
 }
 
 impl FileStore {
@@ -67,12 +95,26 @@ impl Backing {
         let mut v = Vec::new();
         v.try_reserve_exact(n).map_err(|_| io::Error::other(format!("cannot allocate {len} bytes for the in-memory namespace")))?;
         v.resize(n, 0);
-        Ok(Backing::Memory(RwLock::new(v)))
+        Ok(Backing::Memory(RwLock::new(MemStore::Heap(v))))
     }
 
     /// An in-memory namespace holding `bytes`.
     pub fn memory_from(bytes: Vec<u8>) -> Backing {
-        Backing::Memory(RwLock::new(bytes))
+        Backing::Memory(RwLock::new(MemStore::Heap(bytes)))
+    }
+
+    /// An in-memory namespace holding `bytes`, copied into 2 MiB hugepages
+    /// (fewer TLB misses over a large namespace); an error when not enough
+    /// hugepages are free.
+    pub fn hugepages_from(bytes: &[u8]) -> io::Result<Backing> {
+        let mut m = PrivateMemory::hugepages(bytes.len())?;
+        m.as_mut_slice().copy_from_slice(bytes);
+        Ok(Backing::Memory(RwLock::new(MemStore::Hugepages(m))))
+    }
+
+    /// Whether the namespace lives in hugepages.
+    pub fn is_hugepages(&self) -> bool {
+        matches!(self, Backing::Memory(m) if matches!(*m.read().unwrap_or_else(|p| p.into_inner()), MemStore::Hugepages(_)))
     }
 
     /// A namespace backed by the file at `path` (created, or grown to
@@ -80,7 +122,7 @@ impl Backing {
     /// (tmpfs) are used through the page cache.
     pub fn file(path: &Path, min_len: Option<u64>) -> io::Result<Backing> {
         let buffered = OpenOptions::new().read(true).write(true).create(min_len.is_some()).truncate(false).open(path)?;
-        let mut len = buffered.metadata()?.len();
+        let mut len = size_of(&buffered)?;
         if let Some(m) = min_len {
             if len < m {
                 buffered.set_len(m)?;
@@ -88,7 +130,16 @@ impl Backing {
             }
         }
         let direct = OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len }))
+        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len, read_only: false }))
+    }
+
+    /// A read-only namespace over the file or block device at `path` (a
+    /// device that holds a mounted file system, say): Write commands fail.
+    pub fn file_read_only(path: &Path) -> io::Result<Backing> {
+        let buffered = File::open(path)?;
+        let len = size_of(&buffered)?;
+        let direct = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok();
+        Ok(Backing::File(FileStore { path: path.to_path_buf(), buffered, direct, len, read_only: true }))
     }
 
     pub fn len(&self) -> u64 {
@@ -151,6 +202,13 @@ impl Backing {
     }
 }
 
+/// Bytes of a file or block device (a block device's metadata says 0).
+fn size_of(f: &File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = f;
+    f.seek(SeekFrom::End(0))
+}
+
 impl FileStore {
     fn pick(&self, off: u64, len: usize) -> &File {
         match &self.direct {
@@ -167,6 +225,9 @@ impl FileStore {
     }
 
     fn write_at(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{} is a read-only namespace", self.path.display())));
+        }
         match self.pick(off, buf.len()).write_all_at(buf, off) {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.buffered.write_all_at(buf, off),
             r => r,

@@ -3,8 +3,8 @@
 //! is `sfe_btree.h`'s `SFE_FR_*`.
 
 use crate::btree::u64_at;
-use crate::function::Function;
-use crate::request::ChainRequest;
+use chaining::Function;
+use chaining::ChainRequest;
 use ebpf_runtime::XrpContext;
 
 pub const FR_LO: usize = 0;
@@ -17,6 +17,8 @@ pub const FR_MIN: usize = 6;
 pub const FR_MAX: usize = 7;
 /// Bytes per hop.
 pub const BLOCK: usize = 4096;
+/// [`BLOCK`] as the u32 a read size is.
+pub const BLOCK_BYTES: u32 = 4096;
 
 /// The result of a filter-reduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +51,13 @@ impl Reduced {
 /// A chain request for filter-reduce over `[0, file_size)` (a multiple of
 /// [`BLOCK`]) of `file`.
 pub fn request(base: ChainRequest, lo: u64, hi: u64, file_size: u64) -> ChainRequest {
-    base.with_u64(FR_LO, lo)
-        .with_u64(FR_HI, hi)
-        .with_u64(FR_END, file_size)
-        .with_u64(FR_OFF, 0)
-        .with_u64(FR_SUM, 0)
-        .with_u64(FR_COUNT, 0)
-        .with_u64(FR_MIN, u64::MAX)
-        .with_u64(FR_MAX, 0)
+    scratch_words(lo, hi, file_size).into_iter().fold(base, |r, (i, v)| r.with_u64(i, v))
+}
+
+/// The initial scratch words `(index, value)` of a filter-reduce over
+/// `[0, file_size)`.
+pub fn scratch_words(lo: u64, hi: u64, file_size: u64) -> [(usize, u64); 8] {
+    [(FR_LO, lo), (FR_HI, hi), (FR_END, file_size), (FR_OFF, 0), (FR_SUM, 0), (FR_COUNT, 0), (FR_MIN, u64::MAX), (FR_MAX, 0)]
 }
 
 /// Reads the aggregate out of a finished chain's scratch.
@@ -70,7 +71,7 @@ fn set(s: &mut [u8], i: usize, v: u64) {
 
 /// The user-chain twin of `filter_reduce.c`.
 pub fn native() -> Function {
-    Function::native(BLOCK as u32, |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
+    Function::native(BLOCK_BYTES, |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
         let acc = Reduced { sum: u64_at(s, FR_SUM * 8), count: u64_at(s, FR_COUNT * 8), min: u64_at(s, FR_MIN * 8), max: u64_at(s, FR_MAX * 8) };
         let r = acc.fold_block(&d[..BLOCK], u64_at(s, FR_LO * 8), u64_at(s, FR_HI * 8));
         set(s, FR_SUM, r.sum);
