@@ -11,9 +11,10 @@
 //!
 //! Registers at entry: r1 = the context (or the conformance memory), r10 =
 //! the frame pointer, every other register 0. Calls to a local function give
-//! the callee a fresh 512-byte frame (r10 moves down by [`STACK_BYTES`]) and
-//! keep the caller's r6-r9 (saved here, as the callee-saved registers of the
-//! ABI); at most [`FRAMES_MAX`] frames, as Linux.
+//! the callee a fresh 512-byte frame (r10 moves down by [`STACK_BYTES`]),
+//! r1-r5 as arguments and r0, r6-r9 zero, and keep the caller's r6-r9 (saved
+//! here, as the callee-saved registers of the ABI); at most [`FRAMES_MAX`]
+//! frames, as Linux.
 
 // Registers are u64 bit patterns; the ISA reinterprets them as signed or
 // narrower values per instruction, which is what these casts do.
@@ -208,6 +209,10 @@ impl Machine<'_> {
                                 return Err(InterpError::BadTarget { pc, target });
                             }
                             frames.push(Frame { ret_pc: pc + 1, saved: [self.reg[6], self.reg[7], self.reg[8], self.reg[9]] });
+                            // The callee starts with r0 and r6-r9 zero, as
+                            // in the JIT: nothing of the caller's leaks in.
+                            self.reg[0] = 0;
+                            self.reg[6..10].fill(0);
                             self.depth += 1;
                             self.reg[10] = self.frame_top();
                             next = target as usize;
