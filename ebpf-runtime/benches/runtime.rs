@@ -21,18 +21,8 @@ const BLOCK: usize = 4096;
 const NODE_KEYS: usize = 255;
 const VALUES_OFF: usize = 2048;
 /// Sources under `bpf/`: the bundled storage functions and the test programs.
-const PROGRAMS: [&str; 10] = [
-    "btree_lookup",
-    "range_sum",
-    "filter_reduce",
-    "tests/empty",
-    "tests/node_search",
-    "tests/map_user",
-    "tests/globals",
-    "tests/calls",
-    "tests/counter",
-    "tests/alias",
-];
+const PROGRAMS: [&str; 10] =
+    ["btree_lookup", "range_sum", "filter_reduce", "tests/empty", "tests/node_search", "tests/map_user", "tests/globals", "tests/calls", "tests/counter", "tests/alias"];
 
 fn build(name: &str) -> Vec<u8> {
     build_path(&format!("tests/{name}"))

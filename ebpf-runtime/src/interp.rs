@@ -232,7 +232,11 @@ impl Machine<'_> {
 
     /// The operand: `src` register or the immediate sign-extended to 64 bits.
     fn operand64(&self, i: &Insn) -> u64 {
-        if i.opc & insn::SRC_X != 0 { self.reg[usize::from(i.src)] } else { sx32(i.imm) }
+        if i.opc & insn::SRC_X != 0 {
+            self.reg[usize::from(i.src)]
+        } else {
+            sx32(i.imm)
+        }
     }
 
     fn alu64(&mut self, pc: usize, i: &Insn) -> Result<(), InterpError> {
@@ -245,7 +249,13 @@ impl Machine<'_> {
             insn::ALU_SUB => a.wrapping_sub(b),
             insn::ALU_MUL => a.wrapping_mul(b),
             // Division by zero gives 0; INT_MIN / -1 wraps to INT_MIN.
-            insn::ALU_DIV if signed => if b == 0 { 0 } else { (a as i64).wrapping_div(b as i64) as u64 },
+            insn::ALU_DIV if signed => {
+                if b == 0 {
+                    0
+                } else {
+                    (a as i64).wrapping_div(b as i64) as u64
+                }
+            }
             insn::ALU_DIV => a.checked_div(b).unwrap_or(0),
             insn::ALU_OR => a | b,
             insn::ALU_AND => a & b,
@@ -254,7 +264,13 @@ impl Machine<'_> {
             insn::ALU_RSH => a.wrapping_shr((b & 63) as u32),
             insn::ALU_NEG => (a as i64).wrapping_neg() as u64,
             // Modulo by zero leaves the dividend; INT_MIN % -1 is 0.
-            insn::ALU_MOD if signed => if b == 0 { a } else { (a as i64).wrapping_rem(b as i64) as u64 },
+            insn::ALU_MOD if signed => {
+                if b == 0 {
+                    a
+                } else {
+                    (a as i64).wrapping_rem(b as i64) as u64
+                }
+            }
             insn::ALU_MOD => a.checked_rem(b).unwrap_or(a),
             insn::ALU_XOR => a ^ b,
             insn::ALU_MOV => match (i.opc & insn::SRC_X != 0, i.off) {
@@ -285,14 +301,26 @@ impl Machine<'_> {
             insn::ALU_ADD => a.wrapping_add(b),
             insn::ALU_SUB => a.wrapping_sub(b),
             insn::ALU_MUL => a.wrapping_mul(b),
-            insn::ALU_DIV if signed => if b == 0 { 0 } else { (a as i32).wrapping_div(b as i32) as u32 },
+            insn::ALU_DIV if signed => {
+                if b == 0 {
+                    0
+                } else {
+                    (a as i32).wrapping_div(b as i32) as u32
+                }
+            }
             insn::ALU_DIV => a.checked_div(b).unwrap_or(0),
             insn::ALU_OR => a | b,
             insn::ALU_AND => a & b,
             insn::ALU_LSH => a.wrapping_shl(b & 31),
             insn::ALU_RSH => a.wrapping_shr(b & 31),
             insn::ALU_NEG => (a as i32).wrapping_neg() as u32,
-            insn::ALU_MOD if signed => if b == 0 { a } else { (a as i32).wrapping_rem(b as i32) as u32 },
+            insn::ALU_MOD if signed => {
+                if b == 0 {
+                    a
+                } else {
+                    (a as i32).wrapping_rem(b as i32) as u32
+                }
+            }
             insn::ALU_MOD => a.checked_rem(b).unwrap_or(a),
             insn::ALU_XOR => a ^ b,
             insn::ALU_MOV => match (i.opc & insn::SRC_X != 0, i.off) {
@@ -422,9 +450,7 @@ impl Machine<'_> {
         if let Some(hook) = self.env.helper_hook {
             return Ok(hook(id, [r1, r2, r3, r4, r5]));
         }
-        let map = || {
-            self.env.maps.iter().find(|m| std::ptr::from_ref::<Map>(m) as u64 == r1).ok_or(InterpError::BadMapHandle { pc, handle: r1 })
-        };
+        let map = || self.env.maps.iter().find(|m| std::ptr::from_ref::<Map>(m) as u64 == r1).ok_or(InterpError::BadMapHandle { pc, handle: r1 });
         // Copies `len` bytes of program memory after checking them.
         let bytes = |addr: u64, len: usize, f: &mut dyn FnMut(&[u8])| -> Result<(), InterpError> {
             self.check(pc, "helper argument", addr, len, false)?;

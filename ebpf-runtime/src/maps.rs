@@ -71,10 +71,10 @@ impl MapError {
     /// The negative errno a helper returns for this error (Linux's choice).
     pub fn errno(&self) -> i64 {
         match self {
-            MapError::NotFound { .. } => -2,           // ENOENT
-            MapError::Full { .. } => -7,               // E2BIG
-            MapError::Exists { .. } => -17,            // EEXIST
-            _ => -22,                                  // EINVAL
+            MapError::NotFound { .. } => -2, // ENOENT
+            MapError::Full { .. } => -7,     // E2BIG
+            MapError::Exists { .. } => -17,  // EEXIST
+            _ => -22,                        // EINVAL
         }
     }
 }
@@ -119,13 +119,8 @@ impl Map {
             .checked_mul(spec.max_entries as usize)
             .filter(|b| *b <= MAP_BYTES_MAX)
             .ok_or_else(|| bad(format!("{} entries of {stride} bytes exceed {MAP_BYTES_MAX} bytes", spec.max_entries)))?;
-        let hash = (spec.kind == MapKind::Hash).then(|| {
-            Mutex::new(HashIndex {
-                slot_of: HashMap::new(),
-                key_of: vec![None; spec.max_entries as usize],
-                free: (0..spec.max_entries).rev().collect(),
-            })
-        });
+        let hash = (spec.kind == MapKind::Hash)
+            .then(|| Mutex::new(HashIndex { slot_of: HashMap::new(), key_of: vec![None; spec.max_entries as usize], free: (0..spec.max_entries).rev().collect() }));
         Ok(Map { values: Region::zeroed(bytes), stride, hash, spec })
     }
 
@@ -255,9 +250,7 @@ impl Map {
             None => (0..self.spec.max_entries).map(|i| i.to_le_bytes().to_vec()).collect(),
             Some(h) => Map::index(h).key_of.iter().flatten().cloned().collect(),
         };
-        keys.into_iter()
-            .filter_map(|k| self.get(&k).ok().flatten().map(|v| (k, v)))
-            .collect()
+        keys.into_iter().filter_map(|k| self.get(&k).ok().flatten().map(|v| (k, v))).collect()
     }
 }
 

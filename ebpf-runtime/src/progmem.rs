@@ -30,7 +30,9 @@ pub enum AtomicOp {
     Xor,
     Xchg,
     /// Compare with the given expected value, write on equality.
-    Cmpxchg { expected: u64 },
+    Cmpxchg {
+        expected: u64,
+    },
 }
 
 /// Loads `size` (1, 2, 4 or 8) bytes little-endian, zero-extended.

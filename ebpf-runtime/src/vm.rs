@@ -128,10 +128,7 @@ impl Instance {
             Engine::Interpreter => Code::Interp(insns),
             Engine::Jit => Code::Jit(jit::compile(&insns)?),
         };
-        let map_areas = maps
-            .iter()
-            .map(|m| Area { start: m.values().addr(), len: m.values().size() as u64, writable: !m.spec().read_only })
-            .collect();
+        let map_areas = maps.iter().map(|m| Area { start: m.values().addr(), len: m.values().size() as u64, writable: !m.spec().read_only }).collect();
         let has_atomics = program.insns.iter().any(|i| i.class() == insn::CLASS_STX && i.opc & 0xe0 == insn::MODE_ATOMIC);
         Ok(Instance { code, maps, map_areas, engine, data_size, has_atomics, report })
     }

@@ -12,11 +12,7 @@ use ebpf_runtime::Engine;
 /// level deeper than the main checkout).
 fn vectors_dir() -> PathBuf {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    crate_dir
-        .ancestors()
-        .map(|a| a.join("shared/conformance/tests"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| crate_dir.join("../../shared/conformance/tests"))
+    crate_dir.ancestors().map(|a| a.join("shared/conformance/tests")).find(|p| p.is_dir()).unwrap_or_else(|| crate_dir.join("../../shared/conformance/tests"))
 }
 
 /// Outcome of one vector on one engine: Ok or the reason it failed.
@@ -39,9 +35,8 @@ fn check(case: &conformance::TestCase, engine: Engine) -> Result<(), String> {
 #[test]
 fn conformance_vectors() {
     let dir = vectors_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!("conformance vectors not found at {} ({e}); they live in ../shared/conformance/tests beside the repository", dir.display())
-    });
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("conformance vectors not found at {} ({e}); they live in ../shared/conformance/tests beside the repository", dir.display()));
     let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "data")).collect();
     files.sort();
     assert!(!files.is_empty(), "no .data files in {}", dir.display());
@@ -53,7 +48,11 @@ fn conformance_vectors() {
         let outcome = conformance::parse(&text).map_err(|e| e.to_string()).and_then(|case| {
             let results: Vec<(Engine, Result<(), String>)> = engines.iter().map(|&e| (e, check(&case, e))).collect();
             let fails: Vec<String> = results.iter().filter_map(|(e, r)| r.as_ref().err().map(|m| format!("{e:?}: {m}"))).collect();
-            if fails.is_empty() { Ok(()) } else { Err(fails.join("; ")) }
+            if fails.is_empty() {
+                Ok(())
+            } else {
+                Err(fails.join("; "))
+            }
         });
         match outcome {
             Ok(()) => passed += 1,

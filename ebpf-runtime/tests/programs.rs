@@ -320,10 +320,7 @@ fn noinline_callee_has_its_own_frame() {
 /// set reads 0 (here: r0 | r2 | ... | r9 of an unverified program).
 #[test]
 fn registers_start_at_zero_on_both_engines() {
-    let prog = ebpf_runtime::asm::assemble(
-        "or %r0, %r2\nor %r0, %r3\nor %r0, %r4\nor %r0, %r5\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit",
-    )
-    .unwrap();
+    let prog = ebpf_runtime::asm::assemble("or %r0, %r2\nor %r0, %r3\nor %r0, %r4\nor %r0, %r5\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit").unwrap();
     for engine in engines() {
         let mut mem = [0xffu8; 8];
         // SAFETY: the program touches no memory.
@@ -331,10 +328,7 @@ fn registers_start_at_zero_on_both_engines() {
         assert_eq!(r, 0, "{engine:?}");
     }
     // A callee's r0 and r6-r9 start at 0 too (r1-r5 are its arguments).
-    let prog = ebpf_runtime::asm::assemble(
-        "mov %r6, -1\nmov %r7, -1\nmov %r0, -1\ncall local f\nexit\nf:\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit",
-    )
-    .unwrap();
+    let prog = ebpf_runtime::asm::assemble("mov %r6, -1\nmov %r7, -1\nmov %r0, -1\ncall local f\nexit\nf:\nor %r0, %r6\nor %r0, %r7\nor %r0, %r8\nor %r0, %r9\nexit").unwrap();
     for engine in engines() {
         // SAFETY: the program touches no memory.
         let r = unsafe { ebpf_runtime::vm::run_unverified(&prog, &mut [0u8; 8], engine) }.unwrap();
@@ -362,12 +356,7 @@ fn signed_division_in_c_on_both_engines() {
     let prog = Program::load(&common::read(&out), None).unwrap();
     assert!(prog.insns.iter().any(|i| i.opc & 0xf0 == 0x30 && i.off == 1), "clang emitted no sdiv");
     for (a, b, c, e) in [(-7i64, 2i64, -100i32, 7i32), (7, -2, 100, -7), (i64::MIN + 1, 3, i32::MIN + 1, 2), (5, 0, 5, 0)] {
-        let want = [
-            if b == 0 { 0 } else { a / b },
-            if b == 0 { 0 } else { a % b },
-            if e == 0 { 0 } else { i64::from(c / e) },
-            if e == 0 { 0 } else { i64::from(c % e) },
-        ];
+        let want = [if b == 0 { 0 } else { a / b }, if b == 0 { 0 } else { a % b }, if e == 0 { 0 } else { i64::from(c / e) }, if e == 0 { 0 } else { i64::from(c % e) }];
         for engine in engines() {
             let inst = Instance::new(&prog, BLOCK as u32, engine).unwrap();
             let mut data = vec![0u8; BLOCK];

@@ -17,13 +17,7 @@ fn atomic(size: u8, dst: u8, src: u8, off: i16, op: i32) -> Insn {
 /// r0 = lookup(map 0, key 0 on the stack), null-checked: a map value
 /// pointer for `body`, then `return 0`.
 fn with_map_value(body: impl FnOnce(Asm) -> Asm) -> Vec<Insn> {
-    let head = Asm::new()
-        .st(W, R10, -4, 0)
-        .movr(R2, R10)
-        .alu(ALU_ADD, R2, -4)
-        .ld_map(R1, 0)
-        .call(1)
-        .jmp(JMP_JEQ, R0, 0, "null");
+    let head = Asm::new().st(W, R10, -4, 0).movr(R2, R10).alu(ALU_ADD, R2, -4).ld_map(R1, 0).call(1).jmp(JMP_JEQ, R0, 0, "null");
     body(head).label("null").ret0().build()
 }
 
@@ -47,15 +41,7 @@ fn atomics_on_stack_map_value_and_scratch_are_accepted() {
 fn atomic_results_are_unknown_values() {
     // After a fetch the source register holds what memory held: unknown,
     // so it cannot serve as an offset without a bounds check.
-    let p = Asm::new()
-        .st(DW, R10, -8, 0)
-        .mov(R3, 0)
-        .raw(atomic(DW, 10, 3, -8, 0x01))
-        .ldx(DW, R2, R1, 0)
-        .alur(ALU_ADD, R2, R3)
-        .ldx(B, R0, R2, 0)
-        .exit()
-        .build();
+    let p = Asm::new().st(DW, R10, -8, 0).mov(R3, 0).raw(atomic(DW, 10, 3, -8, 0x01)).ldx(DW, R2, R1, 0).alur(ALU_ADD, R2, R3).ldx(B, R0, R2, 0).exit().build();
     reject(&p, "unbounded");
 }
 

@@ -107,9 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sections { object } => sections(&object),
         Command::Verify { object, section, data_size } => verify(&object, section.as_deref(), data_size),
-        Command::Run { object, section, data, scratch, scratch_out, interp } => {
-            run(&object, section.as_deref(), &data, scratch.as_ref(), scratch_out.as_ref(), interp)
-        }
+        Command::Run { object, section, data, scratch, scratch_out, interp } => run(&object, section.as_deref(), &data, scratch.as_ref(), scratch_out.as_ref(), interp),
         Command::ConformancePlugin { memory, elf, jit } => plugin(memory.as_deref(), elf, jit),
     };
     match result {
@@ -150,14 +148,7 @@ fn verify(object: &PathBuf, section: Option<&str>, data_size: u32) -> Result<(),
     }
 }
 
-fn run(
-    object: &PathBuf,
-    section: Option<&str>,
-    data: &PathBuf,
-    scratch: Option<&PathBuf>,
-    scratch_out: Option<&PathBuf>,
-    interp: bool,
-) -> Result<(), String> {
+fn run(object: &PathBuf, section: Option<&str>, data: &PathBuf, scratch: Option<&PathBuf>, scratch_out: Option<&PathBuf>, interp: bool) -> Result<(), String> {
     let prog = load(object, section)?;
     let mut block = read(data)?;
     let data_size = u32::try_from(block.len()).map_err(|_| "data file larger than 4 GiB".to_string())?;

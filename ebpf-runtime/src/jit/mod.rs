@@ -124,9 +124,7 @@ pub(crate) fn compile(prog: &[Insn]) -> Result<JitCode, JitError> {
         let end = starts.get(k + 1).copied().unwrap_or(prog.len());
         let func = translate::function(prog, start..end, &starts, table_addr, isa.default_call_conv(), isa.frontend_config(), &mut fctx)?;
         let mut ctx = cranelift_codegen::Context::for_function(func);
-        let code = ctx
-            .compile(&*isa, &mut ControlPlane::default())
-            .map_err(|e| JitError::Codegen(format!("function at insn {start}: {:?}", e.inner)))?;
+        let code = ctx.compile(&*isa, &mut ControlPlane::default()).map_err(|e| JitError::Codegen(format!("function at insn {start}: {:?}", e.inner)))?;
         if !code.buffer.relocs().is_empty() {
             return Err(JitError::Codegen(format!("function at insn {start}: unexpected relocations")));
         }

@@ -12,8 +12,7 @@ use std::ops::Range;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, AtomicRmwOp, Block, Endianness, Function, InstBuilder, MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind,
-    Type, UserFuncName, Value,
+    types, AbiParam, AtomicRmwOp, Block, Endianness, Function, InstBuilder, MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind, Type, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -260,11 +259,7 @@ impl Translator<'_> {
         let b_m1 = self.b.ins().icmp(IntCC::Equal, b, minus_one);
         let bad = self.b.ins().bor(b_zero, b_m1);
         let safe = self.b.ins().select(bad, one, b);
-        let (q, on_m1, on_zero) = if is_mod {
-            (self.b.ins().srem(a, safe), zero, a)
-        } else {
-            (self.b.ins().sdiv(a, safe), self.b.ins().ineg(a), zero)
-        };
+        let (q, on_m1, on_zero) = if is_mod { (self.b.ins().srem(a, safe), zero, a) } else { (self.b.ins().sdiv(a, safe), self.b.ins().ineg(a), zero) };
         let q = self.b.ins().select(b_m1, on_m1, q);
         self.b.ins().select(b_zero, on_zero, q)
     }

@@ -97,9 +97,7 @@ pub fn enter(st: &mut State, pc: usize, ret_pc: usize) -> Result<(), VerifyError
     let mut regs = [Reg::NotInit; REG_COUNT];
     for (new, old) in regs[1..=5].iter_mut().zip(&st.regs[1..=5]) {
         match *old {
-            Reg::Ptr(p) if p.kind == PtrKind::Stack => {
-                return Err(VerifyError::Call { insn: pc, what: "a pointer to the caller's stack as an argument is not supported" })
-            }
+            Reg::Ptr(p) if p.kind == PtrKind::Stack => return Err(VerifyError::Call { insn: pc, what: "a pointer to the caller's stack as an argument is not supported" }),
             v => *new = v,
         }
     }
@@ -118,9 +116,7 @@ pub fn leave(st: &mut State, pc: usize) -> Result<Option<usize>, VerifyError> {
     }
     let r0 = match st.regs[0] {
         Reg::NotInit => return Err(VerifyError::UninitR0AtExit { insn: pc }),
-        Reg::Ptr(p) if p.kind == PtrKind::Stack => {
-            return Err(VerifyError::Call { insn: pc, what: "returning a pointer to the callee's stack" })
-        }
+        Reg::Ptr(p) if p.kind == PtrKind::Stack => return Err(VerifyError::Call { insn: pc, what: "returning a pointer to the callee's stack" }),
         r => r,
     };
     check_combined(st, pc)?;

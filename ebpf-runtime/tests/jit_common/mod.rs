@@ -136,11 +136,7 @@ fn body_insn(rng: &mut Rng, left: i16) -> Insn {
             // Atomics on the stack or the scratch, 32 or 64 bits, aligned.
             let size = rng.pick(&[SIZE_W, SIZE_DW]);
             let op = rng.pick(&[0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xa0, 0xa1, 0xe1, 0xf1]);
-            let (base, off) = if rng.below(2) == 0 {
-                (10, -8 * (1 + rng.below(SLOTS as u64) as i16))
-            } else {
-                (6, 8 * rng.below((REGS_AT as u64 - 8) / 8) as i16)
-            };
+            let (base, off) = if rng.below(2) == 0 { (10, -8 * (1 + rng.below(SLOTS as u64) as i16)) } else { (6, 8 * rng.below((REGS_AT as u64 - 8) / 8) as i16) };
             ins(CLASS_STX | size | MODE_ATOMIC, base, src, off, op)
         }
         8 => {
@@ -229,8 +225,5 @@ pub fn check(insns: &[Insn], rng: &mut Rng, inputs: usize) -> Verdict {
 
 /// A program as Rust source, for a regression test.
 pub fn dump(prog: &[Insn]) -> String {
-    prog.iter()
-        .enumerate()
-        .map(|(i, x)| format!("  {i:3}: Insn {{ opc: {:#04x}, dst: {}, src: {}, off: {}, imm: {} }}\n", x.opc, x.dst, x.src, x.off, x.imm))
-        .collect()
+    prog.iter().enumerate().map(|(i, x)| format!("  {i:3}: Insn {{ opc: {:#04x}, dst: {}, src: {}, off: {}, imm: {} }}\n", x.opc, x.dst, x.src, x.off, x.imm)).collect()
 }
