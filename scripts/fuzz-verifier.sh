@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time-bounded, seeded differential fuzz of the verifier: every accepted
-# program runs in rbpf's bounds-checked interpreter; an out-of-bounds access
+# program runs in our bounds-checked interpreter; an out-of-bounds access
 # by an accepted program is a verifier bug and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

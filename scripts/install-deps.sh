@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
+# clang 14 (Debian 12's default) has no -mcpu=v4; the ISA v4 C test needs >= 18.
+command -v clang-19 >/dev/null 2>&1 || need+=(clang-19)
 command -v llvm-objdump >/dev/null 2>&1 || need+=(llvm)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v debugfs >/dev/null 2>&1 || need+=(e2fsprogs)

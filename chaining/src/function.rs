@@ -1,9 +1,17 @@
 //! The function run on each completion: a verified BPF program (bpf-chain) or
 //! the same traversal as a Rust closure (user-chain, the native baseline).
 //! Both see the block, the scratch and an XRP context and return r0.
+//!
+//! A BPF function holds an `Arc<Instance>`: the program is loaded, verified
+//! and compiled once, and every reactor thread that runs it shares the same
+//! code and the same maps ([`Function::bpf_factory`]).
+
+use std::sync::Arc;
 
 use ebpf_runtime::vm::{Engine, Instance};
 use ebpf_runtime::{Program, XrpContext};
+
+use crate::reactor::FunctionFactory;
 
 /// A native storage function: `(block, scratch, ctx) -> r0`. `ctx` arrives
 /// with `done`, `next_addr` and `size` zeroed.
@@ -19,7 +27,7 @@ pub enum FunctionError {
 }
 
 pub enum Function {
-    Bpf { inst: Box<Instance>, data_size: u32 },
+    Bpf { inst: Arc<Instance>, data_size: u32 },
     Native { f: NativeFn, data_size: u32 },
 }
 
@@ -38,7 +46,32 @@ impl Function {
     pub fn bpf(object: &[u8], section: Option<&str>, data_size: u32, engine: Engine) -> Result<Function, FunctionError> {
         let program = Program::load(object, section)?;
         let inst = Instance::new(&program, data_size, engine)?;
-        Ok(Function::Bpf { inst: Box::new(inst), data_size })
+        Ok(Function::Bpf { inst: Arc::new(inst), data_size })
+    }
+
+    /// A function running an instance that may be shared with other
+    /// functions (other threads): same code, same maps.
+    pub fn bpf_shared(inst: Arc<Instance>, data_size: u32) -> Function {
+        Function::Bpf { inst, data_size }
+    }
+
+    /// Loads, verifies and compiles once; the factory hands every reactor
+    /// the same instance (its maps are shared by all of them and the host,
+    /// which keeps the returned `Arc` to read them).
+    pub fn bpf_factory(object: &[u8], section: Option<&str>, data_size: u32, engine: Engine) -> Result<(FunctionFactory, Arc<Instance>), FunctionError> {
+        let program = Program::load(object, section)?;
+        let inst = Arc::new(Instance::new(&program, data_size, engine)?);
+        let shared = inst.clone();
+        let factory: FunctionFactory = Arc::new(move || Ok(Function::bpf_shared(shared.clone(), data_size)));
+        Ok((factory, inst))
+    }
+
+    /// The BPF instance behind the function (`None` for a native one).
+    pub fn instance(&self) -> Option<&Arc<Instance>> {
+        match self {
+            Function::Bpf { inst, .. } => Some(inst),
+            Function::Native { .. } => None,
+        }
     }
 
     pub fn native(data_size: u32, f: impl FnMut(&[u8], &mut [u8], &mut XrpContext) -> u64 + 'static) -> Function {

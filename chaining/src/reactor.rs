@@ -26,8 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Makes a function on the reactor thread that runs it (BPF instances are
-/// per thread: each reactor has its own copy of the program and its maps).
+/// Makes a function on the reactor thread that runs it. For BPF, use
+/// [`Function::bpf_factory`]: every reactor then runs one shared instance
+/// (one compiled program, one set of maps); a factory that loads the object
+/// itself gives each reactor its own copy instead.
 pub type FunctionFactory = Arc<dyn Fn() -> Result<Function, String> + Send + Sync>;
 
 /// Most new chains a reactor takes from its channel per poll (fewer when its

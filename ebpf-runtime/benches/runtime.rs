@@ -1,6 +1,7 @@
 //! Runtime benchmarks: call overhead of an empty program, a B+-tree node
 //! search over a 4 KiB block (JIT, interpreter, native Rust), and load time
-//! (parse + verify + JIT) of each bundled test program.
+//! (parse + verify + JIT) of each bundled program (`bpf/*.c`) and test
+//! program (`bpf/tests/*.c`).
 //!
 //! `cargo bench -p ebpf-runtime --bench runtime -- --warm-up-time 1 --measurement-time 3`
 //! Needs clang (scripts/install-deps.sh): the programs are built at start.
@@ -19,16 +20,22 @@ use ebpf_runtime::{Engine, Instance, Program, XrpContext};
 const BLOCK: usize = 4096;
 const NODE_KEYS: usize = 255;
 const VALUES_OFF: usize = 2048;
-const PROGRAMS: [&str; 5] = ["empty", "node_search", "map_user", "globals", "calls"];
+/// Sources under `bpf/`: the bundled storage functions and the test programs.
+const PROGRAMS: [&str; 10] =
+    ["btree_lookup", "range_sum", "filter_reduce", "tests/empty", "tests/node_search", "tests/map_user", "tests/globals", "tests/calls", "tests/counter", "tests/alias"];
 
 fn build(name: &str) -> Vec<u8> {
+    build_path(&format!("tests/{name}"))
+}
+
+fn build_path(name: &str) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::env::temp_dir().join(format!("ebpf-runtime-bench-{name}-{}.o", std::process::id()));
+    let out = std::env::temp_dir().join(format!("ebpf-runtime-bench-{}-{}.o", name.replace('/', "-"), std::process::id()));
     let status = Command::new("clang")
         .args(["-target", "bpf", "-O2", "-g0", "-mcpu=v3", "-I"])
         .arg(root.join("bpf/include"))
         .arg("-c")
-        .arg(root.join("bpf/tests").join(format!("{name}.c")))
+        .arg(root.join("bpf").join(format!("{name}.c")))
         .arg("-o")
         .arg(&out)
         .status()
@@ -86,21 +93,20 @@ fn native_node_search(data: &[u8], scratch: &mut [u8], ctx: &mut XrpContext) -> 
 }
 
 fn engines() -> Vec<(&'static str, Engine)> {
-    let mut e = vec![("interpreter", Engine::Interpreter)];
-    if cfg!(target_arch = "x86_64") {
-        e.insert(0, ("jit", Engine::Jit));
-    }
-    e
+    vec![("jit", Engine::Jit), ("interpreter", Engine::Interpreter)]
 }
 
 fn call_overhead(c: &mut Criterion) {
     let prog = Program::load(&build("empty"), None).expect("load empty");
     let mut g = c.benchmark_group("empty_call");
     for (name, engine) in engines() {
-        let mut inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
+        let inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
         let mut data = vec![0u8; BLOCK];
         let mut scratch = vec![0u8; SCRATCH_SIZE];
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
+        // The fast path: the caller's context reused, nothing reset or copied.
+        let mut ctx = XrpContext::default();
+        g.bench_function(format!("{name}_reused_ctx"), |b| b.iter(|| inst.call(&mut ctx, black_box(&mut data), &mut scratch).expect("run")));
     }
     g.finish();
 }
@@ -113,10 +119,14 @@ fn node_search(c: &mut Criterion) {
     scratch[..8].copy_from_slice(&1235u64.to_le_bytes());
     let mut g = c.benchmark_group("node_search");
     for (name, engine) in engines() {
-        let mut inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
+        let inst = Instance::new(&prog, BLOCK as u32, engine).expect("instance");
         let out = inst.run(&mut data, &mut scratch).expect("run");
         assert_eq!(out.ctx.next_addr[0], 1241, "program result");
         g.bench_function(name, |b| b.iter(|| inst.run(black_box(&mut data), &mut scratch).expect("run").ret));
+        // The program's own cost: the context is the caller's, reused (the
+        // miss path writes the same fields every time).
+        let mut ctx = XrpContext::default();
+        g.bench_function(format!("{name}_reused_ctx"), |b| b.iter(|| inst.call(&mut ctx, black_box(&mut data), &mut scratch).expect("run")));
     }
     let mut ctx = XrpContext::default();
     assert_eq!((native_node_search(&data, &mut scratch, &mut ctx), ctx.next_addr[0]), (0, 1241));
@@ -133,8 +143,8 @@ fn load_time(c: &mut Criterion) {
     let mut g = c.benchmark_group("load_parse_verify_jit");
     g.sample_size(10);
     for name in PROGRAMS {
-        let obj = build(name);
-        let engine = engines()[0].1;
+        let engine = Engine::Jit;
+        let obj = build_path(name);
         // calls.c uses bpf-to-bpf calls, which the verifier does not take yet.
         let prog = Program::load(&obj, None).expect("load");
         if Instance::new(&prog, BLOCK as u32, engine).is_err() {

@@ -1,21 +1,19 @@
 //! Differential fuzzer for the verifier (issue 3, item 9): generates random
 //! but plausible storage functions, verifies them, and runs every accepted
-//! one in rbpf's interpreter, which bounds-checks each memory access. An
-//! access error (or a panic, or a hang) of an accepted program is a verifier
-//! bug. Stable Rust, time-bounded and deterministic from the seed:
+//! one in our interpreter, which checks the start and end of each memory
+//! access against the regions the program may reach. An access error (or a
+//! panic, or a hang) of an accepted program is a verifier bug. Stable Rust,
+//! time-bounded and deterministic from the seed:
 //!
 //! ```text
 //! cargo run --release -p ebpf-runtime --example difffuzz -- --seconds 60 --seed 1
 //! ```
 //!
-//! rbpf checks `mem`, the context (`mbuff`) and its stack exactly, but for
-//! the extra regions registered with `register_allowed_memory` it only checks
-//! that an access *starts* inside. So every region (data block, scratch,
-//! each map value) lives inside a guard-padded buffer, and each program runs
-//! once per region with that region passed as `mem`: every access is then
-//! checked exactly in at least one run, and a straddling access in the other
-//! runs lands in our own padding. Programs run after `lower::lower_for_rbpf`,
-//! as the runtime runs them.
+//! Every region (data block, scratch, each map value) lives inside a
+//! guard-padded buffer, so even an access the interpreter wrongly let
+//! through would land in our own padding. The helpers are the fuzzer's own
+//! (`helper_lookup` hands out chosen map values), through the interpreter's
+//! helper hook.
 //!
 //! Leaks (issue 15): the generator also tries to get a pointer out (into an
 //! unset `trace_printk` argument through pruning, scratch, a context field,
@@ -37,6 +35,7 @@ mod verifier_common;
 
 use ebpf_runtime::context::{CTX_SIZE, OFF_DATA, OFF_SCRATCH};
 use ebpf_runtime::insn::{self, *};
+use ebpf_runtime::interp::{self, Area};
 use ebpf_runtime::verifier::{verify, Env, Limits};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -566,12 +565,9 @@ impl Region {
     fn addr(&self) -> u64 {
         self.bytes().as_ptr() as u64
     }
-    fn range(&self) -> std::ops::Range<u64> {
-        self.addr()..self.addr() + self.len as u64
-    }
 }
 
-// rbpf helpers are plain `fn` pointers: the map values they hand out and the
+// The helper hook is a plain closure: the map values it hands out and the
 // choice of null or not live in statics, set before each run.
 static MAP_VALUE: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 static LOOKUPS: AtomicU64 = AtomicU64::new(0);
@@ -580,7 +576,7 @@ static CLOCK: AtomicU64 = AtomicU64::new(0);
 
 /// map_lookup_elem: r1 is the map handle (index + 1). Returns null or the
 /// value of the map (map 0: one of two entries), deterministically per run.
-fn helper_lookup(map: u64, _key: u64, _: u64, _: u64, _: u64) -> u64 {
+fn helper_lookup(map: u64) -> u64 {
     let n = LOOKUPS.fetch_add(1, Ordering::Relaxed) ^ LOOKUP_SALT.load(Ordering::Relaxed);
     let slot = match (map, n % 3) {
         (_, 0) => return 0,
@@ -593,26 +589,6 @@ fn helper_lookup(map: u64, _key: u64, _: u64, _: u64, _: u64) -> u64 {
     MAP_VALUE[slot].load(Ordering::Relaxed)
 }
 
-/// trace_printk: records r3-r5 (what it would print).
-fn helper_printk(_fmt: u64, _size: u64, c: u64, d: u64, e: u64) -> u64 {
-    record_args(&[c, d, e]);
-    0
-}
-
-/// map_update_elem: records the flags (r4) and the first 8 bytes of the
-/// value (every fuzzer map value is 8 or 16 bytes).
-fn helper_update(_map: u64, _key: u64, value: u64, flags: u64, _: u64) -> u64 {
-    // SAFETY: the verifier proved r3 points to value_size (>= 8) readable
-    // bytes of a region this run owns; read_unaligned needs no alignment.
-    let v = unsafe { std::ptr::read_unaligned(value as *const u64) };
-    record_args(&[v, flags]);
-    0
-}
-
-fn helper_delete(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    0
-}
-
 /// Scalar helper arguments seen in the current run (flags, printed values).
 static HELPER_ARGS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
@@ -622,13 +598,9 @@ fn record_args(args: &[u64]) {
     }
 }
 
-fn helper_clock(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    CLOCK.fetch_add(1000, Ordering::Relaxed)
-}
-
 /// Rewrites map references as the loader would: handles become index + 1,
 /// global-data addresses the address of the map's value plus the offset.
-fn relocate(prog: &[Insn], values: &[u64; 4]) -> Vec<u8> {
+fn relocate(prog: &[Insn], values: &[u64; 4]) -> Vec<Insn> {
     let mut p = prog.to_vec();
     let mut i = 0;
     while i + 1 < p.len() {
@@ -655,7 +627,7 @@ fn relocate(prog: &[Insn], values: &[u64; 4]) -> Vec<u8> {
             i += 1;
         }
     }
-    encode_all(&p)
+    p
 }
 
 /// Runs an accepted program on several contents, once per region as `mem`.
@@ -668,10 +640,7 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
     for (slot, a) in MAP_VALUE.iter().zip(addrs) {
         slot.store(a, Ordering::Relaxed);
     }
-    // Run what the runtime runs: the lowering works around rbpf 0.4.1's
-    // interpreter/JIT bugs (see lower.rs), e.g. zero-extended jump immediates.
-    let lowered = ebpf_runtime::lower::lower_for_rbpf(prog).map_err(|e| format!("lowering refused an accepted program: {e}"))?;
-    let code = relocate(&lowered, &addrs);
+    let code = relocate(prog, &addrs);
     let mut runs = 0;
     for _ in 0..CONTENTS_PER_PROG {
         for r in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()) {
@@ -695,27 +664,16 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
         ctx[OFF_DATA..OFF_DATA + 8].copy_from_slice(&data.addr().to_le_bytes());
         ctx[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&scratch.addr().to_le_bytes());
         let mut result = None;
-        for exact in 0..snapshot.len() {
+        // Twice from the same bytes: a run is deterministic.
+        for pass in 0..2 {
             for (r, saved) in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()).zip(&snapshot) {
                 r.bytes_mut().copy_from_slice(saved);
             }
-            let regions: Vec<&Region> = [&data, &scratch].into_iter().chain(values.iter()).collect();
-            let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(|e| format!("{e:?}"))?;
-            vm.set_verifier(|_| Ok(())).map_err(|e| format!("{e:?}"))?;
-            vm.set_program(&code).map_err(|e| format!("{e:?}"))?;
-            for (id, f) in [
-                (insn::helper_id::MAP_LOOKUP_ELEM, helper_lookup as rbpf::ebpf::Helper),
-                (insn::helper_id::MAP_UPDATE_ELEM, helper_update),
-                (insn::helper_id::MAP_DELETE_ELEM, helper_delete),
-                (insn::helper_id::KTIME_GET_NS, helper_clock),
-                (insn::helper_id::TRACE_PRINTK, helper_printk),
-            ] {
-                vm.register_helper(id as u32, f).map_err(|e| format!("{e:?}"))?;
-            }
-            for (i, r) in regions.iter().enumerate() {
-                if i != exact {
-                    vm.register_allowed_memory(r.range());
-                }
+            let mut c = ctx;
+            let c_addr = c.as_mut_ptr() as u64;
+            let mut areas = vec![Area { start: c_addr, len: CTX_SIZE as u64, writable: true }];
+            for r in [&data, &scratch].into_iter().chain(values.iter()) {
+                areas.push(Area { start: r.addr(), len: r.len as u64, writable: true });
             }
             if let Ok(mut v) = HELPER_ARGS.lock() {
                 v.clear();
@@ -723,14 +681,37 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
             LOOKUPS.store(0, Ordering::Relaxed);
             LOOKUP_SALT.store(salt, Ordering::Relaxed);
             CLOCK.store(0, Ordering::Relaxed);
-            let mbuff = ctx;
-            let r0 = vm
-                .execute_program(regions[exact].bytes(), &mbuff)
-                .map_err(|e| format!("run with region {exact} exact: {e:?}"))?;
+            let hook = |id: i64, a: [u64; 5]| match i32::try_from(id) {
+                Ok(insn::helper_id::MAP_LOOKUP_ELEM) => helper_lookup(a[0]),
+                Ok(insn::helper_id::KTIME_GET_NS) => CLOCK.fetch_add(1000, Ordering::Relaxed),
+                // What it would print.
+                Ok(insn::helper_id::TRACE_PRINTK) => {
+                    record_args(&[a[2], a[3], a[4]]);
+                    0
+                }
+                // The flags, and the first 8 bytes of the value (every
+                // fuzzer map value is 8 or 16 bytes), where they are readable.
+                Ok(insn::helper_id::MAP_UPDATE_ELEM) => {
+                    let v = areas.iter().find(|r| r.start <= a[2] && a[2].saturating_add(8) <= r.start + r.len).map(|_| {
+                        // SAFETY: the 8 bytes lie inside one of this run's
+                        // live buffers (checked just above); read_unaligned
+                        // needs no alignment.
+                        unsafe { std::ptr::read_unaligned(a[2] as *const u64) }
+                    });
+                    record_args(&[v.unwrap_or(0), a[3]]);
+                    0
+                }
+                _ => 0,
+            };
+            let env = interp::Env { areas: &areas, maps: &[], helper_hook: Some(&hook) };
+            // SAFETY: every area is a live buffer of this function (context,
+            // regions), not otherwise used during the run.
+            let r0 = unsafe { interp::run(&code, &env, c_addr) }.map_err(|e| format!("pass {pass}: {e}"))?;
             if *result.get_or_insert(r0) != r0 {
                 return Err(format!("runs disagree on r0: {result:?} vs {r0}"));
             }
-            check_leaks(r0, &regions, &mbuff)?;
+            let regions: Vec<&Region> = [&data, &scratch].into_iter().chain(values.iter()).collect();
+            check_leaks(r0, &regions, &c)?;
             runs += 1;
         }
     }
@@ -740,7 +721,9 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
 /// No host address where the user can read it: r0, the scalar helper
 /// arguments, any 8 bytes of scratch or a map value, the context's writable
 /// fields. An address is anything near a region, the context or this
-/// thread's stack (where rbpf keeps the program's stack).
+/// thread's stack. (The interpreter's own stack frames are a heap buffer
+/// freed after the run, not searched here; the verifier's leak tests cover
+/// frame pointers.)
 fn check_leaks(r0: u64, regions: &[&Region], ctx: &[u8; CTX_SIZE]) -> Result<(), String> {
     let stack_here = std::ptr::addr_of!(r0) as u64;
     let mut areas: Vec<(u64, u64, u64)> = regions.iter().map(|r| (r.addr(), r.len as u64, LEAK_SLACK)).collect();

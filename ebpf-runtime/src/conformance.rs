@@ -5,6 +5,7 @@
 
 use crate::asm;
 use crate::insn::{self, Insn};
+use crate::loader::Program;
 use crate::vm::{self, Engine};
 
 /// One test vector.
@@ -89,21 +90,84 @@ pub fn parse(text: &str) -> Result<TestCase, ParseError> {
 /// changes no relative offset; instruction numbers in error messages count
 /// that slot, so they are one more than in the vector). Errors are returned
 /// as text; a panic inside the engine is caught and reported as an error.
-pub fn run(prog: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, String> {
+///
+/// # Safety
+/// With [`Engine::Jit`] the program runs unverified and unchecked
+/// ([`vm::jit_unverified`]): it must be a trusted program (a conformance
+/// vector) that stays inside `mem` and its stack.
+pub unsafe fn run(prog: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, String> {
     let len = i32::try_from(mem.len()).map_err(|_| "memory larger than 2 GiB".to_string())?;
     let mut full = Vec::with_capacity(prog.len() + 1);
     full.push(Insn { opc: insn::CLASS_ALU64 | insn::ALU_MOV, dst: 2, src: 0, off: 0, imm: len });
     full.extend_from_slice(prog);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: conformance vectors are trusted test programs (the
-        // function's documented use); with the JIT they run unchecked.
+        // SAFETY: the caller's contract (trusted program).
         unsafe { vm::run_unverified(&full, mem, engine) }
     }));
     match result {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the engine panicked (rbpf overflow check in a debug build?)".to_string()),
+        Err(_) => Err("the engine panicked".to_string()),
     }
+}
+
+/// Options of the plugin protocol (bpf_conformance's runner starts a plugin
+/// as `PLUGIN [MEMORY_HEX] [PLUGIN_OPTIONS...] [--elf]`, program on stdin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginArgs {
+    /// Initial memory, base16 (absent or empty: none).
+    pub memory: Option<String>,
+    /// stdin holds an ELF object (hex) rather than raw instructions.
+    pub elf: bool,
+    /// Run on the JIT instead of the interpreter.
+    pub jit: bool,
+}
+
+impl PluginArgs {
+    /// Parses the runner's argument list (without the program name): the
+    /// first argument that is not an option is the memory; options are
+    /// `--elf`, `--jit`, `--interp`.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<PluginArgs, String> {
+        let mut a = PluginArgs::default();
+        for arg in args {
+            match arg.as_ref() {
+                "--elf" => a.elf = true,
+                "--jit" => a.jit = true,
+                "--interp" => a.jit = false,
+                o if o.starts_with("--") => return Err(format!("unknown option {o}; options are --elf, --jit, --interp")),
+                m if a.memory.is_none() => a.memory = Some(m.to_string()),
+                extra => return Err(format!("unexpected argument `{extra}` after the memory")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// One plugin invocation: decodes the program (`input`, hex: raw slots or,
+/// with `--elf`, an object whose program section or leading global `.text`
+/// function is run) and the memory, runs it, returns r0.
+///
+/// # Safety
+/// With `--jit` the program runs unchecked, as [`run`] says: the runner must
+/// hand over trusted programs (the conformance vectors).
+pub unsafe fn plugin(args: &PluginArgs, input: &str) -> Result<u64, String> {
+    let bytes = decode_hex(input).map_err(|e| format!("program: {e}"))?;
+    let insns = if args.elf {
+        let prog = Program::load(&bytes, None).map_err(|e| e.to_string())?;
+        if !prog.maps.is_empty() {
+            return Err("ELF programs with maps or globals are not supported by the plugin".to_string());
+        }
+        prog.insns
+    } else {
+        insn::decode_all(&bytes).ok_or("program length is not a multiple of 8 bytes")?
+    };
+    let mut mem = match args.memory.as_deref() {
+        Some(m) => decode_hex(m).map_err(|e| format!("memory: {e}"))?,
+        None => Vec::new(),
+    };
+    let engine = if args.jit { Engine::Jit } else { Engine::Interpreter };
+    // SAFETY: the caller's contract.
+    unsafe { run(&insns, &mut mem, engine) }
 }
 
 /// Assembles a vector's program, checking it against `-- raw` when present.
@@ -156,6 +220,7 @@ mod tests {
     #[test]
     fn runs_with_r2_as_length() {
         let prog = asm::assemble("mov %r0, %r2\nexit").unwrap();
-        assert_eq!(run(&prog, &mut [0u8; 8], Engine::Interpreter), Ok(8));
+        // SAFETY: the interpreter checks every access.
+        assert_eq!(unsafe { run(&prog, &mut [0u8; 8], Engine::Interpreter) }, Ok(8));
     }
 }

@@ -83,6 +83,8 @@ pub struct CodeSection {
     pub name: String,
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
+    /// Global functions defined in the section: (slot, name), by slot.
+    pub global_funcs: Vec<(usize, String)>,
 }
 
 /// A map the object declares, with its initial value (globals only).
@@ -182,8 +184,14 @@ impl ElfObject {
                     return Err(ElfError::SectionTooLong { section: name, slots: slots as u64, max: SECTION_SLOTS_MAX });
                 }
                 let insns = insn::decode_all(bytes).ok_or(ElfError::PartialInsn { section: name.clone(), size: section.size() })?;
+                let mut global_funcs: Vec<(usize, String)> = file
+                    .symbols()
+                    .filter(|s| s.section() == SymbolSection::Section(section.index()) && s.is_global() && s.kind() == object::SymbolKind::Text)
+                    .filter_map(|s| Some((usize::try_from(s.address()).ok()? / insn::INSN_SIZE, s.name().ok()?.to_string())))
+                    .collect();
+                global_funcs.sort();
                 code_index.push((section.index(), code.len()));
-                code.push((section.index(), CodeSection { name, insns, relocs: Vec::new() }));
+                code.push((section.index(), CodeSection { name, insns, relocs: Vec::new(), global_funcs }));
             }
         }
         // BTF-defined maps after legacy ones, by symbol offset.

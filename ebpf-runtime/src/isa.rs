@@ -1,14 +1,11 @@
-//! What the execution engine (rbpf 0.4.1) runs, instruction by instruction,
-//! and the structural check that keeps rbpf from ever panicking on a program.
-//!
-//! rbpf decodes opcodes without looking at every field: it executes `sdiv`
-//! (ALU div with `off = 1`) as an unsigned `div`, `movsx` as `mov`, and hits
-//! `unreachable!()` on opcodes it does not know. So every program is checked
-//! here before rbpf sees it, and the instructions rbpf cannot run are rejected
-//! by name (mostly the ISA v4 additions: signed division, sign-extending moves
-//! and loads, `bswap`, atomics, `gotol`, `callx`). This check is also what we
-//! install as rbpf's own verifier (`set_verifier`), because rbpf's is private.
-//! It is structural only: safety of memory accesses is the verifier's job.
+//! Instruction names for messages, and the structural check every program
+//! passes before either engine (interpreter or JIT) sees it: known opcodes,
+//! valid registers, complete `lddw`s, jump and call targets inside the
+//! program and never inside an `lddw`, a last slot that leaves. The whole ISA
+//! v4 of RFC 9669 is accepted (signed division, `movsx`, `bswap`, `gotol`,
+//! sign-extending loads, atomics, local calls in both directions, `callx`);
+//! the legacy packet loads and kfunc calls are not.
+//! Structural only: safety of memory accesses is the verifier's job.
 
 // Program counters are below PROG_SLOTS_MAX (i16::MAX): the casts between
 // usize and i64 in jump arithmetic cannot wrap or truncate.
@@ -16,8 +13,8 @@
 
 use crate::insn::{self, Insn};
 
-/// Longest program the engine accepts, in slots. rbpf computes jump targets
-/// in `i16` (`insn_ptr as i16 + off`), which is exact only below this bound.
+/// Longest program the engines accept, in slots (every slot is reachable
+/// with the 16-bit offset of an ordinary jump).
 pub const PROG_SLOTS_MAX: usize = i16::MAX as usize;
 
 /// Why the engine cannot run a program.
@@ -27,7 +24,7 @@ pub enum IsaError {
     Empty,
     #[error("program has {slots} instruction slots; the engine runs at most {max}")]
     TooLong { slots: usize, max: usize },
-    #[error("{name} (opcode {opc:#04x}, insn {pc}) is not supported by the execution engine (rbpf 0.4.1){hint}")]
+    #[error("{name} (opcode {opc:#04x}, insn {pc}) is not supported by the execution engines{hint}")]
     Unsupported { name: &'static str, opc: u8, pc: usize, hint: &'static str },
     #[error("unknown opcode {opc:#04x} (insn {pc})")]
     UnknownOpcode { opc: u8, pc: usize },
@@ -42,8 +39,6 @@ pub enum IsaError {
     #[error("last instruction (insn {pc}) is not `exit` or a jump")]
     FallsOffEnd { pc: usize },
 }
-
-const V4: &str = " (BPF ISA v4; build with -mcpu=v3 or lower)";
 
 /// The mnemonic of one slot, for messages (`add32`, `ldxdw`, `sdiv64`, ...).
 pub fn name(insn: &Insn) -> &'static str {
@@ -152,35 +147,19 @@ fn atomic_name(imm: i32) -> &'static str {
     }
 }
 
-/// What a check lets through besides what rbpf runs natively.
-#[derive(Debug, Clone, Copy)]
-struct Mode {
-    /// `lddw` with the loader's pseudo sources (before relocation).
-    pseudo: bool,
-    /// ISA v4 instructions that [`crate::lower::lower_for_rbpf`] rewrites (`bswap`,
-    /// `gotol`, `movsx`, `ldxs*`).
-    lowerable: bool,
-}
-
-/// Checks that the engine can run `prog` (after [`crate::lower::lower_for_rbpf`]) without
-/// panicking and with the meaning the BPF ISA gives each instruction.
+/// Checks that the engines can run `prog` (relocated: no pseudo `lddw`).
 /// Structural only (no memory safety).
 pub fn check_program(prog: &[Insn]) -> Result<(), IsaError> {
-    check(prog, Mode { pseudo: false, lowerable: true })
+    check(prog, false)
 }
 
 /// The same check on a loaded program, whose map and global `lddw`s still
 /// carry the pseudo sources `PSEUDO_MAP_IDX`/`PSEUDO_MAP_IDX_VALUE`.
 pub fn check_loaded(prog: &[Insn]) -> Result<(), IsaError> {
-    check(prog, Mode { pseudo: true, lowerable: true })
+    check(prog, true)
 }
 
-/// The check on exactly what rbpf is handed (lowered, relocated).
-pub(crate) fn check_engine(prog: &[Insn]) -> Result<(), IsaError> {
-    check(prog, Mode { pseudo: false, lowerable: false })
-}
-
-fn check(prog: &[Insn], mode: Mode) -> Result<(), IsaError> {
+fn check(prog: &[Insn], pseudo: bool) -> Result<(), IsaError> {
     if prog.is_empty() {
         return Err(IsaError::Empty);
     }
@@ -206,15 +185,13 @@ fn check(prog: &[Insn], mode: Mode) -> Result<(), IsaError> {
     let mut pc = 0;
     while pc < prog.len() {
         let i = &prog[pc];
-        check_one(i, pc, mode)?;
+        check_one(i, pc, pseudo)?;
         let class = i.class();
         if class == insn::CLASS_JMP || class == insn::CLASS_JMP32 {
             let op = i.opc & 0xf0;
-            if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL {
+            if op == insn::JMP_CALL && i.src == insn::CALL_LOCAL && i.opc & insn::SRC_X == 0 {
                 let target = pc as i64 + 1 + i64::from(i.imm);
-                // rbpf's interpreter adds `imm as usize` to the pc: a backward
-                // call overflows in builds with overflow checks.
-                if !target_ok(target) || target <= pc as i64 {
+                if !target_ok(target) {
                     return Err(IsaError::BadTarget { what: "local call", pc, target });
                 }
             } else if op != insn::JMP_CALL && op != insn::JMP_EXIT {
@@ -230,8 +207,7 @@ fn check(prog: &[Insn], mode: Mode) -> Result<(), IsaError> {
     }
     let last_pc = prog.len() - 1;
     let last = &prog[last_pc];
-    // rbpf hits `unreachable!()` when execution runs past the last slot: the
-    // last slot must leave unconditionally.
+    // Execution must never run past the last slot.
     let leaves = matches!(last.opc, EXIT | JA | GOTOL);
     if second_slot[last_pc] || !leaves {
         return Err(IsaError::FallsOffEnd { pc: last_pc });
@@ -266,7 +242,7 @@ pub(crate) const JA: u8 = insn::CLASS_JMP | insn::JMP_JA;
 const EXIT: u8 = insn::CLASS_JMP | insn::JMP_EXIT;
 pub(crate) const BSWAP: u8 = insn::CLASS_ALU64 | insn::ALU_END;
 
-fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
+fn check_one(i: &Insn, pc: usize, pseudo: bool) -> Result<(), IsaError> {
     let opc = i.opc;
     match i.class() {
         insn::CLASS_ALU | insn::CLASS_ALU64 => {
@@ -276,18 +252,18 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
             }
             let is64 = i.class() == insn::CLASS_ALU64;
             if op == insn::ALU_END {
-                if is64 && (!mode.lowerable || opc != BSWAP) {
-                    return Err(unsupported(i, pc, V4));
+                if is64 && opc != BSWAP {
+                    return Err(IsaError::UnknownOpcode { opc, pc });
                 }
                 if !matches!(i.imm, 16 | 32 | 64) {
                     return Err(IsaError::BadImmediate { what: "byte swap width", imm: i.imm, pc });
                 }
-            } else if op == insn::ALU_MOV && opc & insn::SRC_X != 0 && mode.lowerable && is_movsx(i) {
-                // movsx, lowered to shifts.
+            } else if op == insn::ALU_MOV && opc & insn::SRC_X != 0 && is_movsx(i) {
+                // movsx
+            } else if (op == insn::ALU_DIV || op == insn::ALU_MOD) && i.off == 1 {
+                // sdiv, smod
             } else if i.off != 0 {
-                // sdiv/smod (off = 1) and movsx (off = 8/16/32): rbpf ignores
-                // `off` and would run them as div/mod/mov.
-                return Err(unsupported(i, pc, V4));
+                return Err(IsaError::BadImmediate { what: "ALU offset", imm: i32::from(i.off), pc });
             }
             if op == insn::ALU_NEG && opc & insn::SRC_X != 0 {
                 return Err(IsaError::UnknownOpcode { opc, pc });
@@ -298,11 +274,12 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
             let op = opc & 0xf0;
             let is32 = i.class() == insn::CLASS_JMP32;
             match op {
-                insn::JMP_JA if is32 && (!mode.lowerable || opc != GOTOL || i.off != 0) => Err(unsupported(i, pc, V4)),
+                insn::JMP_JA if is32 && (opc != GOTOL || i.off != 0) => Err(IsaError::UnknownOpcode { opc, pc }),
                 insn::JMP_JA if is32 => Ok(()),
                 insn::JMP_JA if opc & insn::SRC_X != 0 => Err(IsaError::UnknownOpcode { opc, pc }),
                 insn::JMP_CALL | insn::JMP_EXIT if is32 => Err(IsaError::UnknownOpcode { opc, pc }),
-                insn::JMP_CALL if opc & insn::SRC_X != 0 => Err(unsupported(i, pc, V4)),
+                // callx: the helper id is in `dst`.
+                insn::JMP_CALL if opc & insn::SRC_X != 0 => check_regs(i, pc, false),
                 insn::JMP_CALL if i.src == insn::CALL_HELPER || i.src == insn::CALL_LOCAL => Ok(()),
                 insn::JMP_CALL => Err(unsupported(i, pc, " (kfunc calls are not supported)")),
                 insn::JMP_EXIT if opc & insn::SRC_X != 0 => Err(IsaError::UnknownOpcode { opc, pc }),
@@ -313,8 +290,8 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
         insn::CLASS_LD => match opc & 0xe0 {
             insn::MODE_IMM if opc == insn::OP_LDDW => {
                 // Pseudo sources must have been rewritten before execution.
-                let pseudo = i.src == insn::PSEUDO_MAP_IDX || i.src == insn::PSEUDO_MAP_IDX_VALUE;
-                if i.src != 0 && !(mode.pseudo && pseudo) {
+                let is_pseudo = i.src == insn::PSEUDO_MAP_IDX || i.src == insn::PSEUDO_MAP_IDX_VALUE;
+                if i.src != 0 && !(pseudo && is_pseudo) {
                     return Err(IsaError::BadImmediate { what: "lddw source (unrelocated pseudo lddw)", imm: i32::from(i.src), pc });
                 }
                 check_regs(i, pc, true)
@@ -324,8 +301,7 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
         },
         insn::CLASS_LDX => match opc & 0xe0 {
             insn::MODE_MEM => check_regs(i, pc, true),
-            insn::MODE_MEMSX if opc & 0x18 != insn::SIZE_DW && mode.lowerable => check_regs(i, pc, true),
-            insn::MODE_MEMSX if opc & 0x18 != insn::SIZE_DW => Err(unsupported(i, pc, V4)),
+            insn::MODE_MEMSX if opc & 0x18 != insn::SIZE_DW => check_regs(i, pc, true),
             _ => Err(IsaError::UnknownOpcode { opc, pc }),
         },
         insn::CLASS_ST => match opc & 0xe0 {
@@ -335,17 +311,14 @@ fn check_one(i: &Insn, pc: usize, mode: Mode) -> Result<(), IsaError> {
         _ => match opc & 0xe0 {
             insn::MODE_MEM => check_regs(i, pc, false),
             insn::MODE_ATOMIC if opc & 0x18 == insn::SIZE_W || opc & 0x18 == insn::SIZE_DW => {
-                Err(unsupported(i, pc, " (atomic operations)"))
+                if !matches!(i.imm, 0x00 | 0x01 | 0x40 | 0x41 | 0x50 | 0x51 | 0xa0 | 0xa1 | 0xe1 | 0xf1) {
+                    return Err(IsaError::BadImmediate { what: "atomic operation", imm: i.imm, pc });
+                }
+                check_regs(i, pc, false)
             }
             _ => Err(IsaError::UnknownOpcode { opc, pc }),
         },
     }
-}
-
-/// rbpf's verifier hook: the same check on raw bytes, with rbpf's error type.
-pub fn rbpf_verifier(prog: &[u8]) -> Result<(), rbpf::lib::Error> {
-    let insns = insn::decode_all(prog).ok_or_else(|| rbpf::lib::Error::other("program length is not a multiple of 8 bytes"))?;
-    check_engine(&insns).map_err(|e| rbpf::lib::Error::other(e.to_string()))
 }
 
 #[cfg(test)]
@@ -364,17 +337,18 @@ mod tests {
     }
 
     #[test]
-    fn rejects_v4_by_name() {
-        let p = [ins(0x3f, 0, 1, 1, 0), EXIT];
-        let e = check_program(&p).unwrap_err();
-        assert!(e.to_string().starts_with("sdiv64 "), "{e}");
-        let p = [ins(0xdb, 10, 1, -8, 0xf1), EXIT];
-        assert!(check_program(&p).unwrap_err().to_string().starts_with("lock cmpxchg "));
-        // Lowerable v4 instructions pass the program check, but never reach rbpf.
-        let p = [ins(0xd7, 0, 0, 0, 16), ins(0xbf, 0, 1, 8, 0), EXIT];
+    fn accepts_v4_and_names_it() {
+        let p = [ins(0x3f, 0, 1, 1, 0), ins(0xdb, 10, 1, -8, 0xf1), ins(0xd7, 0, 0, 0, 16), ins(0xbf, 0, 1, 8, 0), ins(0x8d, 2, 0, 0, 0), EXIT];
         assert_eq!(check_program(&p), Ok(()));
-        assert!(check_engine(&p).unwrap_err().to_string().starts_with("bswap "));
-        assert_eq!(check_engine(&crate::lower::lower_for_rbpf(&p).unwrap()), Ok(()));
+        assert_eq!(name(&p[0]), "sdiv64");
+        assert_eq!(name(&p[1]), "lock cmpxchg");
+        // A backward local call is fine.
+        let p = [ins(0x05, 0, 0, 1, 0), EXIT, ins(0x85, 0, 1, -3, 0), EXIT];
+        assert_eq!(check_program(&p), Ok(()));
+        // Bad atomic operation, ALU offset, and legacy packet loads.
+        assert!(matches!(check_program(&[ins(0xdb, 10, 1, -8, 0x02), EXIT]), Err(IsaError::BadImmediate { .. })));
+        assert!(matches!(check_program(&[ins(0x3f, 0, 1, 2, 0), EXIT]), Err(IsaError::BadImmediate { .. })));
+        assert!(check_program(&[ins(0x20, 0, 0, 0, 0), EXIT]).unwrap_err().to_string().starts_with("ldabs "));
     }
 
     #[test]

@@ -1,20 +1,13 @@
-//! Executable memory for rbpf's JIT, kept W^X: mapped read-write while rbpf
-//! writes the machine code, then switched to read-execute before the first
-//! call. Every `mmap`/`mprotect` result is checked.
-//!
-//! rbpf 0.4.1 with its `std` feature allocates one 4 KiB page itself and
-//! makes it writable and executable with an unchecked `mprotect`; built
-//! without `std` it takes the memory from us (`set_jit_exec_memory`) and
-//! accepts more than one page, which also lifts its 4 KiB code limit.
+//! Executable memory for the JIT, kept W^X: mapped read-write while the
+//! machine code Cranelift produced is copied in, then switched to
+//! read-execute before the first call, never writable again. Every
+//! `mmap`/`mprotect` result is checked.
 
 use std::io;
 
-/// Bytes of machine code reserved per BPF instruction slot: rbpf's longest
-/// sequences (division with its zero checks, calls) stay well below this.
-pub const CODE_BYTES_PER_SLOT: usize = 128;
-/// Fixed room for rbpf's prologue, epilogue and exit stub.
-pub const CODE_BYTES_FIXED: usize = 4096;
 const PAGE: usize = 4096;
+/// Largest JIT code of one program, in bytes.
+pub const CODE_BYTES_MAX: usize = 64 << 20;
 
 /// One private anonymous mapping, writable until [`ExecMemory::seal`].
 #[derive(Debug)]
@@ -25,34 +18,37 @@ pub struct ExecMemory {
 }
 
 impl ExecMemory {
-    /// Maps read-write memory for a program of `slots` instruction slots.
-    pub fn for_program(slots: usize) -> io::Result<ExecMemory> {
-        let len = slots
-            .checked_mul(CODE_BYTES_PER_SLOT)
-            .and_then(|b| b.checked_add(CODE_BYTES_FIXED))
-            .map(|b| b.next_multiple_of(PAGE))
-            .ok_or_else(|| io::Error::other("program too large for JIT memory"))?;
+    /// Maps `bytes` (rounded up to pages) of read-write memory.
+    pub fn with_len(bytes: usize) -> io::Result<ExecMemory> {
+        if bytes == 0 || bytes > CODE_BYTES_MAX {
+            return Err(io::Error::other(format!("{bytes} bytes of JIT code; the limit is {CODE_BYTES_MAX}")));
+        }
+        let len = bytes.next_multiple_of(PAGE);
         // SAFETY: an anonymous private mapping at an address the kernel
         // chooses aliases nothing; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         Ok(ExecMemory { ptr: ptr.cast::<u8>(), len, sealed: false })
     }
 
-    /// The mapping as the `'static` slice rbpf's JIT writes into.
-    ///
-    /// # Safety
-    /// The caller must not use the slice after this `ExecMemory` is dropped
-    /// (the instance drops rbpf's VM, which holds it, first), and must not
-    /// write through it after [`ExecMemory::seal`].
-    pub unsafe fn as_static_mut(&mut self) -> &'static mut [u8] {
-        // SAFETY: `ptr..ptr+len` is a live read-write mapping owned by self;
-        // the caller upholds the lifetime and write contract above.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    /// Copies `code` to `offset` (only before [`ExecMemory::seal`]).
+    pub fn write(&mut self, offset: usize, code: &[u8]) -> io::Result<()> {
+        if self.sealed || offset.checked_add(code.len()).is_none_or(|end| end > self.len) {
+            return Err(io::Error::other("JIT code write after sealing or outside the mapping"));
+        }
+        let dst = self.ptr.wrapping_add(offset);
+        // SAFETY: `offset..offset+len` is inside our read-write mapping
+        // (checked above, not sealed); `code` is a distinct Rust buffer.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
+        Ok(())
+    }
+
+    /// Address of byte `offset` of the mapping.
+    pub fn addr(&self, offset: usize) -> u64 {
+        assert!(offset < self.len, "offset {offset} outside the JIT mapping");
+        self.ptr as u64 + offset as u64
     }
 
     /// Switches the mapping to read-execute (no write from now on).
@@ -64,6 +60,7 @@ impl ExecMemory {
             return Err(io::Error::last_os_error());
         }
         self.sealed = true;
+        flush_icache(self.ptr, self.len);
         Ok(())
     }
 
@@ -73,10 +70,31 @@ impl ExecMemory {
     }
 }
 
+/// Makes freshly written code visible to instruction fetch. x86-64 keeps
+/// instruction and data caches coherent; aarch64 needs the caches cleaned
+/// (libgcc's/compiler-rt's `__clear_cache`; not yet tested on aarch64).
+#[cfg(target_arch = "aarch64")]
+fn flush_icache(ptr: *mut u8, len: usize) {
+    extern "C" {
+        fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
+    }
+    // SAFETY: the range is exactly our mapping.
+    unsafe { __clear_cache(ptr.cast(), ptr.add(len).cast()) };
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn flush_icache(_: *mut u8, _: usize) {}
+
+// SAFETY: after `seal` the mapping is immutable and only executed; before it
+// only `&mut self` writes. The raw pointer is owned, never shared elsewhere.
+unsafe impl Send for ExecMemory {}
+// SAFETY: as above: `&self` methods only read the pointer and length.
+unsafe impl Sync for ExecMemory {}
+
 impl Drop for ExecMemory {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `for_program`; no
-        // reference into it outlives self (see `as_static_mut`).
+        // SAFETY: unmaps exactly the mapping created in `with_len`; no
+        // code in it runs any more (the JIT code is dropped with its instance).
         let rc = unsafe { libc::munmap(self.ptr.cast(), self.len) };
         debug_assert_eq!(rc, 0, "munmap of JIT memory failed");
     }

@@ -21,8 +21,10 @@ pub const TEXT_SECTION: &str = ".text";
 pub enum LoadError {
     #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("the object has no program section (a function in SEC(\"...\"))")]
+    #[error("the object has no program section (a function in SEC(\"...\")) and no global function in .text")]
     NoProgram,
+    #[error("the program is the global function `{name}` in .text, at slot {slot}; it must be the first function of .text (or put it in a SEC(\"...\"))")]
+    TextEntryNotFirst { name: String, slot: usize },
     #[error("no program section `{name}`; the object has: {available}")]
     NoSuchSection { name: String, available: String },
     #[error("section `{from}` calls into section `{to}`; only calls into .text are supported")]
@@ -63,18 +65,32 @@ impl Program {
     }
 
     /// Loads the program in section `section`, or, with `None`, the only or
-    /// first program section.
+    /// first program section. An object without program sections whose
+    /// `.text` starts with a global function (as the bpf_conformance ELF
+    /// vectors are built) has that function as its program, as libbpf
+    /// accepts.
     pub fn load(object: &[u8], section: Option<&str>) -> Result<Program, LoadError> {
         let obj = ElfObject::parse(object)?;
         let programs: Vec<usize> = (0..obj.code.len()).filter(|i| obj.code[*i].name != TEXT_SECTION).collect();
         let main = match section {
-            None => *programs.first().ok_or(LoadError::NoProgram)?,
+            None if programs.is_empty() => text_entry(&obj)?,
+            None => programs[0],
             Some(name) => *programs.iter().find(|i| obj.code[**i].name == name).ok_or_else(|| LoadError::NoSuchSection {
                 name: name.to_string(),
                 available: programs.iter().map(|i| obj.code[*i].name.as_str()).collect::<Vec<_>>().join(", "),
             })?,
         };
         link(&obj, main)
+    }
+}
+
+/// `.text` as the program when it starts with a global function.
+fn text_entry(obj: &ElfObject) -> Result<usize, LoadError> {
+    let text = obj.code.iter().position(|c| c.name == TEXT_SECTION).ok_or(LoadError::NoProgram)?;
+    match obj.code[text].global_funcs.first() {
+        None => Err(LoadError::NoProgram),
+        Some((0, _)) => Ok(text),
+        Some((slot, name)) => Err(LoadError::TextEntryNotFirst { name: name.clone(), slot: *slot }),
     }
 }
 

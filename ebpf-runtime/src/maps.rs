@@ -5,12 +5,17 @@
 //! Values live in one [`Region`] allocated at creation (`max_entries` slots of
 //! `value_size` rounded up to 8 bytes), so a value's address never changes
 //! while the map lives, as a program holding a looked-up pointer expects.
-//! A hash map adds an index from key bytes to slot. As in Linux, a pointer a
-//! program got before a delete still points at valid map memory (the slot may
-//! be reused), never at freed memory.
+//! A hash map adds an index from key bytes to slot, behind a mutex: programs
+//! on every thread and the host update and delete concurrently. As in Linux,
+//! a pointer a program got before a delete still points at valid map memory
+//! (the slot may be reused), never at freed memory; values are read and
+//! written in place with atomic accesses (`progmem`), so an array value
+//! updated by `__sync_fetch_and_add` on two threads counts every increment.
+//! A `Map` is `Send + Sync`: one map is shared by every thread running its
+//! program and by the host.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::map_spec::{MapKind, MapSpec};
 use crate::region::Region;
@@ -66,10 +71,10 @@ impl MapError {
     /// The negative errno a helper returns for this error (Linux's choice).
     pub fn errno(&self) -> i64 {
         match self {
-            MapError::NotFound { .. } => -2,           // ENOENT
-            MapError::Full { .. } => -7,               // E2BIG
-            MapError::Exists { .. } => -17,            // EEXIST
-            _ => -22,                                  // EINVAL
+            MapError::NotFound { .. } => -2, // ENOENT
+            MapError::Full { .. } => -7,     // E2BIG
+            MapError::Exists { .. } => -17,  // EEXIST
+            _ => -22,                        // EINVAL
         }
     }
 }
@@ -87,7 +92,7 @@ pub struct Map {
     spec: MapSpec,
     values: Region,
     stride: usize,
-    hash: Option<RefCell<HashIndex>>,
+    hash: Option<Mutex<HashIndex>>,
 }
 
 impl Map {
@@ -114,13 +119,8 @@ impl Map {
             .checked_mul(spec.max_entries as usize)
             .filter(|b| *b <= MAP_BYTES_MAX)
             .ok_or_else(|| bad(format!("{} entries of {stride} bytes exceed {MAP_BYTES_MAX} bytes", spec.max_entries)))?;
-        let hash = (spec.kind == MapKind::Hash).then(|| {
-            RefCell::new(HashIndex {
-                slot_of: HashMap::new(),
-                key_of: vec![None; spec.max_entries as usize],
-                free: (0..spec.max_entries).rev().collect(),
-            })
-        });
+        let hash = (spec.kind == MapKind::Hash)
+            .then(|| Mutex::new(HashIndex { slot_of: HashMap::new(), key_of: vec![None; spec.max_entries as usize], free: (0..spec.max_entries).rev().collect() }));
         Ok(Map { values: Region::zeroed(bytes), stride, hash, spec })
     }
 
@@ -132,6 +132,13 @@ impl Map {
     /// The value storage, as a program's addresses see it.
     pub(crate) fn values(&self) -> &Region {
         &self.values
+    }
+
+    /// The hash index, locked. A panic while it was held cannot leave the
+    /// index inconsistent in a way that matters for memory safety (slots are
+    /// always inside the region), so a poisoned lock is taken over.
+    fn index(h: &Mutex<HashIndex>) -> MutexGuard<'_, HashIndex> {
+        h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
@@ -151,7 +158,7 @@ impl Map {
                 let index = u32::from_le_bytes(idx);
                 Ok((index < self.spec.max_entries).then_some(index))
             }
-            Some(h) => Ok(h.borrow().slot_of.get(key).copied()),
+            Some(h) => Ok(Map::index(h).slot_of.get(key).copied()),
         }
     }
 
@@ -167,9 +174,21 @@ impl Map {
 
     /// A copy of the value of `key`; `None` if absent (or, for an array, if
     /// the index is out of range).
+    ///
+    /// For a hash map the copy is made under the index lock, so it never
+    /// mixes two updates (host or helper) or an update and a delete. A
+    /// program writing the value directly through its pointer is not
+    /// ordered with it (as in Linux without `BPF_F_LOCK`).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let Some(slot) = self.slot(key)? else { return Ok(None) };
+        self.check_key(key)?;
+        let guard = self.hash.as_ref().map(Map::index);
+        let slot = match &guard {
+            Some(h) => h.slot_of.get(key).copied(),
+            None => self.slot(key)?,
+        };
+        let Some(slot) = slot else { return Ok(None) };
         let v = self.values.to_vec(self.offset(slot), self.spec.value_size as usize);
+        drop(guard);
         // Slots are inside the region by construction (slot < max_entries).
         Ok(Some(v.expect("slot inside the value region")))
     }
@@ -180,8 +199,15 @@ impl Map {
         if value.len() != self.spec.value_size as usize {
             return Err(MapError::ValueSize { map: name(), expected: self.spec.value_size, got: value.len() });
         }
-        let existing = self.slot(key)?;
-        let slot = match (&self.hash, existing, flag) {
+        self.check_key(key)?;
+        // Held until the value is written, so that a concurrent delete cannot
+        // free (and another update reuse) the slot in between.
+        let mut guard = self.hash.as_ref().map(Map::index);
+        let existing = match &guard {
+            Some(h) => h.slot_of.get(key).copied(),
+            None => self.slot(key)?,
+        };
+        let slot = match (&mut guard, existing, flag) {
             (_, Some(_), UpdateFlag::NoExist) => return Err(MapError::Exists { map: name() }),
             (None, None, _) => {
                 let mut idx = [0u8; 4];
@@ -192,7 +218,6 @@ impl Map {
             (_, Some(slot), _) => slot,
             (Some(_), None, UpdateFlag::Exist) => return Err(MapError::NotFound { map: name() }),
             (Some(h), None, _) => {
-                let mut h = h.borrow_mut();
                 let slot = h.free.pop().ok_or(MapError::Full { map: name(), max_entries: self.spec.max_entries })?;
                 h.slot_of.insert(key.to_vec(), slot);
                 h.key_of[slot as usize] = Some(key.to_vec());
@@ -200,6 +225,7 @@ impl Map {
             }
         };
         self.values.write(self.offset(slot), value).expect("slot inside the value region");
+        drop(guard);
         Ok(())
     }
 
@@ -208,12 +234,12 @@ impl Map {
         let name = || self.spec.name.clone();
         self.check_key(key)?;
         let Some(h) = &self.hash else { return Err(MapError::ArrayDelete { map: name() }) };
-        let mut h = h.borrow_mut();
+        let mut h = Map::index(h);
         let slot = h.slot_of.remove(key).ok_or(MapError::NotFound { map: name() })?;
         h.key_of[slot as usize] = None;
-        h.free.push(slot);
-        drop(h);
+        // Zeroed before the slot can be reused (the lock is still held).
         self.values.zero(self.offset(slot), self.stride).expect("slot inside the value region");
+        h.free.push(slot);
         Ok(())
     }
 
@@ -222,11 +248,9 @@ impl Map {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let keys: Vec<Vec<u8>> = match &self.hash {
             None => (0..self.spec.max_entries).map(|i| i.to_le_bytes().to_vec()).collect(),
-            Some(h) => h.borrow().key_of.iter().flatten().cloned().collect(),
+            Some(h) => Map::index(h).key_of.iter().flatten().cloned().collect(),
         };
-        keys.into_iter()
-            .filter_map(|k| self.get(&k).ok().flatten().map(|v| (k, v)))
-            .collect()
+        keys.into_iter().filter_map(|k| self.get(&k).ok().flatten().map(|v| (k, v))).collect()
     }
 }
 
@@ -270,6 +294,53 @@ mod tests {
         let mut e = m.entries();
         e.sort();
         assert_eq!(e, vec![(b"cd".to_vec(), b"uvw".to_vec()), (b"ef".to_vec(), b"123".to_vec())]);
+    }
+
+    /// Several threads update, read and delete overlapping keys of one hash
+    /// map at once: every operation succeeds or fails cleanly, the index
+    /// stays consistent (no slot lost or shared), values are never torn.
+    #[test]
+    fn hash_is_safe_under_concurrent_update_and_delete() {
+        let m = std::sync::Arc::new(Map::new(spec(MapKind::Hash, 8, 16, 8)).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200_000u64 {
+                        let key = ((i * 7 + t) % 12).to_le_bytes();
+                        let v = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let mut value = [0u8; 16];
+                        value[..8].copy_from_slice(&v.to_le_bytes());
+                        value[8..].copy_from_slice(&v.to_le_bytes());
+                        match i % 3 {
+                            0 => match m.update(&key, &value, UpdateFlag::Any) {
+                                Ok(()) | Err(MapError::Full { .. }) => {}
+                                Err(e) => panic!("update: {e}"),
+                            },
+                            1 => match m.delete(&key) {
+                                Ok(()) | Err(MapError::NotFound { .. }) => {}
+                                Err(e) => panic!("delete: {e}"),
+                            },
+                            _ => {
+                                if let Some(got) = m.get(&key).unwrap() {
+                                    // Written whole under the lock: both halves agree
+                                    // (or the slot was zeroed by a delete).
+                                    assert_eq!(got[..8], got[8..], "torn value");
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let entries = m.entries();
+        assert!(entries.len() <= 8);
+        let h = Map::index(m.hash.as_ref().unwrap());
+        assert_eq!(h.slot_of.len() + h.free.len(), 8, "every slot is either used or free");
+        assert_eq!(h.key_of.iter().flatten().count(), h.slot_of.len());
     }
 
     #[test]

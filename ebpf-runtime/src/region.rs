@@ -1,15 +1,15 @@
-//! A fixed-size, 8-byte aligned, zeroed block of host memory that a BPF
-//! program may read and write through raw addresses while the host keeps a
-//! handle to it: map values, globals, the interpreter's scratch, the context.
+//! A fixed-size, 8-byte aligned, zeroed block of host memory that BPF
+//! programs on any thread read and write through raw addresses while the host
+//! keeps a handle to it: map values and globals.
 //!
-//! The bytes live in `Cell<u64>` words, so writes through the addresses handed
-//! to a program do not alias any `&`/`&mut` the host holds: the host only ever
-//! copies in and out through [`Region::read`] and [`Region::write`]. A region
+//! The bytes live in `AtomicU64` words and every host access goes through
+//! `progmem` (atomic loads and stores), so the host never holds a `&`/`&mut`
+//! to bytes a program may be writing, and a `Region` is `Send + Sync`. A region
 //! never moves or resizes, so an address stays valid for its whole life.
 
-use std::cell::Cell;
+use std::sync::atomic::AtomicU64;
 
-use crate::context::{XrpContext, CTX_SIZE};
+use crate::progmem;
 
 /// An access outside a region.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,7 @@ pub struct OutOfRegion {
 
 /// Owned block of `size` bytes (see the module doc).
 pub struct Region {
-    words: Box<[Cell<u64>]>,
+    words: Box<[AtomicU64]>,
     size: usize,
 }
 
@@ -37,7 +37,7 @@ impl Region {
     /// that every region has a distinct address).
     pub fn zeroed(size: usize) -> Region {
         let words = size.div_ceil(8).max(1);
-        Region { words: (0..words).map(|_| Cell::new(0)).collect(), size }
+        Region { words: (0..words).map(|_| AtomicU64::new(0)).collect(), size }
     }
 
     /// Size in bytes.
@@ -47,43 +47,34 @@ impl Region {
 
     /// Host address of byte 0, as a program sees it.
     pub fn addr(&self) -> u64 {
-        self.ptr() as u64
+        // Derived from the slice pointer: provenance over all words; writes
+        // through it are atomic (interior mutability).
+        self.words.as_ptr() as u64
     }
 
-    fn ptr(&self) -> *mut u8 {
-        // Derived from the slice pointer: provenance over all words; writing
-        // through it is allowed because the words are `Cell`s.
-        self.words.as_ptr().cast::<u8>().cast_mut()
-    }
-
-    fn check(&self, offset: usize, len: usize) -> Result<(), OutOfRegion> {
+    fn check(&self, offset: usize, len: usize) -> Result<u64, OutOfRegion> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.size => Ok(()),
+            Some(end) if end <= self.size => Ok(self.addr() + offset as u64),
             _ => Err(OutOfRegion { offset, len, size: self.size }),
         }
     }
 
     /// Copies `out.len()` bytes starting at `offset` into `out`.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRegion> {
-        self.check(offset, out.len())?;
-        // SAFETY: offset..offset+len lies inside the allocation (checked
-        // above); the words are `Cell`s, so no reference to them is
-        // invalidated, and `out` is a distinct `&mut` buffer.
-        let src = self.ptr().wrapping_add(offset);
-        // SAFETY: see above.
-        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        let addr = self.check(offset, out.len())?;
+        // SAFETY: in bounds (checked); the words are atomics, only ever
+        // accessed atomically; `out` is a distinct buffer.
+        unsafe { progmem::copy_in(addr, out) };
         Ok(())
     }
 
     /// Copies `bytes` into the region starting at `offset`.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), OutOfRegion> {
-        self.check(offset, bytes.len())?;
-        // SAFETY: in bounds (checked above); interior mutability through
-        // `Cell` words makes writing through `&self` sound; `bytes` cannot
-        // overlap the region because a `&[u8]` into it is never handed out.
-        let dst = self.ptr().wrapping_add(offset);
-        // SAFETY: see above.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+        let addr = self.check(offset, bytes.len())?;
+        // SAFETY: in bounds (checked); atomic words; `bytes` may even point
+        // into this region (a copy of a slot onto another), since a `&[u8]`
+        // into the region is never handed out, `bytes` is a caller's copy.
+        unsafe { progmem::copy_out(addr, bytes) };
         Ok(())
     }
 
@@ -96,29 +87,11 @@ impl Region {
 
     /// Sets `len` bytes at `offset` to zero.
     pub fn zero(&self, offset: usize, len: usize) -> Result<(), OutOfRegion> {
-        self.check(offset, len)?;
-        // SAFETY: in bounds (checked above); `Cell` words allow the write.
-        let dst = self.ptr().wrapping_add(offset);
-        // SAFETY: see above.
-        unsafe { std::ptr::write_bytes(dst, 0, len) };
-        Ok(())
-    }
-
-    /// Reads the context stored at offset 0 (the region must hold CTX_SIZE bytes).
-    pub fn read_ctx(&self) -> Result<XrpContext, OutOfRegion> {
-        self.check(0, CTX_SIZE)?;
-        // SAFETY: CTX_SIZE bytes are in bounds (checked); the words are
-        // 8-aligned, XrpContext's alignment; every bit pattern is a valid
-        // XrpContext (integers only); `Cell` words allow the shared read.
-        Ok(unsafe { std::ptr::read(self.ptr().cast::<XrpContext>()) })
-    }
-
-    /// Writes `ctx` at offset 0 (the region must hold CTX_SIZE bytes).
-    pub fn write_ctx(&self, ctx: &XrpContext) -> Result<(), OutOfRegion> {
-        self.check(0, CTX_SIZE)?;
-        // SAFETY: in bounds and aligned as in `read_ctx`; `Cell` words allow
-        // the write through `&self`.
-        unsafe { std::ptr::write(self.ptr().cast::<XrpContext>(), *ctx) };
+        let addr = self.check(offset, len)?;
+        for i in 0..len {
+            // SAFETY: in bounds (checked); atomic words.
+            unsafe { progmem::store(addr + i as u64, 1, 0) };
+        }
         Ok(())
     }
 
@@ -139,17 +112,14 @@ mod tests {
         assert_eq!(r.to_vec(3, 6).unwrap(), vec![0, 1, 2, 3, 4, 5]);
         assert_eq!(r.write(5, &[0; 8]), Err(OutOfRegion { offset: 5, len: 8, size: 12 }));
         assert!(r.to_vec(usize::MAX, 2).is_err());
+        r.zero(5, 2).unwrap();
+        assert_eq!(r.to_vec(4, 4).unwrap(), vec![1, 0, 0, 4]);
         assert_eq!(r.addr() % 8, 0);
     }
 
     #[test]
-    fn context_round_trip_matches_byte_layout() {
-        let r = Region::zeroed(CTX_SIZE);
-        let mut c = XrpContext { data: 1, done: 2, scratch: 3, ..Default::default() };
-        c.next_addr[1] = 4;
-        r.write_ctx(&c).unwrap();
-        assert_eq!(r.to_vec(0, CTX_SIZE).unwrap(), c.to_bytes().to_vec());
-        assert_eq!(r.read_ctx().unwrap().next_addr[1], 4);
-        assert!(Region::zeroed(8).read_ctx().is_err());
+    fn regions_are_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<Region>();
     }
 }

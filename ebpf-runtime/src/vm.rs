@@ -1,36 +1,35 @@
-//! Running a verified program through rbpf: the interpreter (the reference,
-//! bounds-checked by rbpf) or the x86-64 JIT (no runtime checks: the verifier
-//! is the only gate).
+//! A verified program ready to run on one of our two engines: the
+//! interpreter (`interp.rs`, every access checked, the reference) or the
+//! Cranelift JIT (`jit/`, no run-time checks: the verifier is the gate).
 //!
-//! Memory a program sees during one call (see docs/runtime.md):
-//! - r1 = the context (rbpf's `mbuff`), a [`Region`] owned by the instance;
-//! - `ctx.data` = the caller's data block (rbpf's `mem`), no copy;
-//! - `ctx.scratch`: with the JIT the caller's scratch buffer itself; with the
-//!   interpreter a per-instance scratch [`Region`] registered once with rbpf
-//!   as allowed memory, into which the caller's scratch is copied before the
-//!   call and from which it is copied back after (rbpf can only add allowed
-//!   ranges, never remove them, so a per-call address cannot be registered);
-//! - map values and globals: [`Region`]s owned by the instance, registered
-//!   once; `lddw` of a global becomes its host address, `lddw` of a map handle
-//!   becomes the map's index, which the helpers check.
+//! An [`Instance`] is compiled once and is `Send + Sync`: every thread runs
+//! the same code on the same maps, and the host reads and writes those maps
+//! while programs run (see `maps.rs`). Per call, the caller's context, data
+//! block and scratch are handed to the program as they are (r1 = the
+//! context, whose `data` and `scratch` fields hold the buffers' addresses);
+//! nothing is copied. Each call has its own stack (the JIT's frames live on
+//! the calling thread's stack, the interpreter's in a buffer per call).
+//!
+//! After verification the pseudo `lddw`s are relocated: a map handle
+//! becomes the address of the [`Map`] object (what the helpers take, as in
+//! Linux), a global's address the host address of its bytes plus the offset.
 
 use crate::context::{XrpContext, CTX_SIZE, SCRATCH_SIZE};
 use crate::gate::{self, GateError, VerifyReport};
-use crate::helpers;
 use crate::insn::{self, Insn};
+use crate::interp::{self, Area, InterpError};
 use crate::isa::{self, IsaError};
-use crate::jit_mem::ExecMemory;
+use crate::jit::{self, JitCode, JitError};
 use crate::loader::Program;
 use crate::maps::{Map, MapError, UpdateFlag};
-use crate::region::Region;
 
-/// Which rbpf engine executes the program.
+/// Which engine executes the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// rbpf's interpreter: slower, checks every memory access against the
-    /// known regions (start address only; see docs/runtime.md).
+    /// Our interpreter: slower, checks every memory access against the
+    /// start and end of a region the program may access.
     Interpreter,
-    /// rbpf's x86-64 JIT (x86-64 only).
+    /// Our Cranelift JIT, for the host ISA.
     Jit,
 }
 
@@ -41,22 +40,20 @@ pub enum VmError {
     Rejected(#[from] GateError),
     #[error(transparent)]
     Map(#[from] MapError),
-    #[error("program cannot run on this engine: {0}")]
+    #[error("program cannot run: {0}")]
     Isa(#[from] IsaError),
     #[error("map index {index} in lddw at insn {pc} is not below the {maps} maps of the program")]
     BadMapIndex { pc: usize, index: i32, maps: usize },
-    #[error("rbpf: {0}")]
-    Rbpf(String),
-    #[error("JIT memory: {0}")]
-    JitMemory(std::io::Error),
-    #[error("the JIT ran out of code space (an rbpf assertion); use the interpreter for this program")]
-    JitOverflow,
-    #[error("the JIT runs on x86-64 only; use the interpreter on this machine")]
-    JitUnsupported,
+    #[error("JIT: {0}")]
+    Jit(#[from] JitError),
+    #[error("interpreter: {0}")]
+    Interp(#[from] InterpError),
     #[error("data block of {got} bytes; the program was verified for {expected} bytes")]
     DataTooSmall { got: usize, expected: u32 },
     #[error("scratch of {got} bytes; it must be exactly {SCRATCH_SIZE} bytes")]
     ScratchSize { got: usize },
+    #[error("scratch at {addr:#x} is not 8-byte aligned, and the program uses atomics (which may target the scratch)")]
+    ScratchAlign { addr: u64 },
 }
 
 /// The result of one call: r0 and the context as the program left it.
@@ -66,37 +63,54 @@ pub struct Outcome {
     pub ctx: XrpContext,
 }
 
-/// A verified program ready to run, with its maps.
-///
-/// Field order is drop order: `vm` borrows `code` (see `new`), so it goes first.
+#[derive(Debug)]
+enum Code {
+    Interp(Vec<Insn>),
+    Jit(JitCode),
+}
+
+/// A verified, relocated, compiled program with its maps. `Send + Sync`:
+/// share it (`Arc<Instance>`) between every thread that runs it.
+#[derive(Debug)]
 pub struct Instance {
-    vm: rbpf::EbpfVmMbuff<'static>,
-    jit_memory: Option<ExecMemory>,
-    code: Box<[u8]>,
-    maps: Vec<Map>,
-    ctx: Region,
-    scratch: Region,
+    code: Code,
+    /// Boxed slice: never reallocated, so each map's address (its handle in
+    /// the program) stays valid for the instance's life.
+    maps: Box<[Map]>,
+    /// Map values and globals, for the interpreter's checks.
+    map_areas: Vec<Area>,
     engine: Engine,
     data_size: u32,
+    /// The program has atomics: the verifier proved their offsets aligned
+    /// from the scratch's base, so the base must be aligned too.
+    has_atomics: bool,
     report: VerifyReport,
 }
 
-impl std::fmt::Debug for Instance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
-            .field("engine", &self.engine)
-            .field("insns", &(self.code.len() / insn::INSN_SIZE))
-            .field("maps", &self.maps.len())
-            .field("data_size", &self.data_size)
-            .finish()
-    }
-}
+/// Alignment of the scratch buffer a program with atomics needs, in bytes.
+const SCRATCH_ALIGN_BYTES: u64 = 8;
 
 impl Instance {
     /// Verifies `program` for data blocks of `data_size` bytes, allocates its
     /// maps, relocates it to host addresses and prepares `engine`.
     pub fn new(program: &Program, data_size: u32, engine: Engine) -> Result<Instance, VmError> {
         let report = gate::verify(program, data_size)?;
+        Instance::build(program, data_size, engine, report)
+    }
+
+    /// Like [`Instance::new`] without the verifier: for our own trusted test
+    /// programs using what the verifier does not accept yet.
+    ///
+    /// # Safety
+    /// With [`Engine::Jit`] nothing checks the program's memory accesses:
+    /// it must be trusted to stay inside the context, data block, scratch,
+    /// its stack and its maps, and to call helpers with valid arguments.
+    /// (The interpreter checks everything, as always.)
+    pub unsafe fn new_unverified(program: &Program, data_size: u32, engine: Engine) -> Result<Instance, VmError> {
+        Instance::build(program, data_size, engine, VerifyReport::default())
+    }
+
+    fn build(program: &Program, data_size: u32, engine: Engine, report: VerifyReport) -> Result<Instance, VmError> {
         let maps = program
             .maps
             .iter()
@@ -107,40 +121,16 @@ impl Instance {
                 }
                 Ok(map)
             })
-            .collect::<Result<Vec<_>, MapError>>()?;
+            .collect::<Result<Box<[Map]>, MapError>>()?;
         let insns = relocate(&program.insns, &maps)?;
-        let mut inst = Instance::build(insns, maps, engine, data_size)?;
-        inst.report = report;
-        Ok(inst)
-    }
-
-    fn build(insns: Vec<Insn>, maps: Vec<Map>, engine: Engine, data_size: u32) -> Result<Instance, VmError> {
         isa::check_program(&insns)?;
-        let insns = crate::lower::lower_for_rbpf(&insns)?;
-        if engine == Engine::Jit && !cfg!(target_arch = "x86_64") {
-            return Err(VmError::JitUnsupported);
-        }
-        let code: Box<[u8]> = insn::encode_all(&insns).into_boxed_slice();
-        // SAFETY: `code` is a heap allocation owned by the instance and never
-        // mutated or moved out of its box; `vm` is declared before `code`, so
-        // it is dropped first and never outlives the bytes it borrows.
-        let prog: &'static [u8] = unsafe { std::slice::from_raw_parts(code.as_ptr(), code.len()) };
-        let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(rbpf_err)?;
-        // rbpf's own verifier is private; ours (the structural ISA check, run
-        // again here on every program rbpf is given) replaces it.
-        vm.set_verifier(isa::rbpf_verifier).map_err(rbpf_err)?;
-        vm.set_program(prog).map_err(rbpf_err)?;
-        register_helpers(&mut vm, engine)?;
-        let scratch = Region::zeroed(SCRATCH_SIZE);
-        vm.register_allowed_memory(scratch.range());
-        for m in &maps {
-            vm.register_allowed_memory(m.values().range());
-        }
-        let jit_memory = match engine {
-            Engine::Jit => Some(jit_compile(&mut vm, insns.len())?),
-            Engine::Interpreter => None,
+        let code = match engine {
+            Engine::Interpreter => Code::Interp(insns),
+            Engine::Jit => Code::Jit(jit::compile(&insns)?),
         };
-        Ok(Instance { vm, jit_memory, code, maps, ctx: Region::zeroed(CTX_SIZE), scratch, engine, data_size, report: VerifyReport::default() })
+        let map_areas = maps.iter().map(|m| Area { start: m.values().addr(), len: m.values().size() as u64, writable: !m.spec().read_only }).collect();
+        let has_atomics = program.insns.iter().any(|i| i.class() == insn::CLASS_STX && i.opc & 0xe0 == insn::MODE_ATOMIC);
+        Ok(Instance { code, maps, map_areas, engine, data_size, has_atomics, report })
     }
 
     /// What the verifier reported when the instance was made.
@@ -151,7 +141,7 @@ impl Instance {
     /// Whether the JIT code sits in read-execute (never writable) memory.
     /// `false` for the interpreter.
     pub fn jit_sealed(&self) -> bool {
-        self.jit_memory.as_ref().is_some_and(ExecMemory::is_sealed)
+        matches!(&self.code, Code::Jit(j) if j.sealed())
     }
 
     /// The engine this instance runs on.
@@ -170,89 +160,58 @@ impl Instance {
     }
 
     /// Runs the program once on `data` (at least the verified data size) and
-    /// `scratch` (exactly [`SCRATCH_SIZE`] bytes, updated in place).
-    pub fn run(&mut self, data: &mut [u8], scratch: &mut [u8]) -> Result<Outcome, VmError> {
+    /// `scratch` (exactly [`SCRATCH_SIZE`] bytes, updated in place), with a
+    /// fresh context.
+    pub fn run(&self, data: &mut [u8], scratch: &mut [u8]) -> Result<Outcome, VmError> {
+        let mut ctx = XrpContext::default();
+        let ret = self.call(&mut ctx, data, scratch)?;
+        Ok(Outcome { ret, ctx })
+    }
+
+    /// Runs the program once with the caller's context: `ctx.data` and
+    /// `ctx.scratch` are set to `data` and `scratch`, the other fields are
+    /// what the caller left there (the program reads and writes them in
+    /// place). The fast path: nothing is copied or reset.
+    #[inline]
+    pub fn call(&self, ctx: &mut XrpContext, data: &mut [u8], scratch: &mut [u8]) -> Result<u64, VmError> {
         if data.len() < self.data_size as usize {
             return Err(VmError::DataTooSmall { got: data.len(), expected: self.data_size });
         }
         if scratch.len() != SCRATCH_SIZE {
             return Err(VmError::ScratchSize { got: scratch.len() });
         }
-        let scratch_addr = match self.engine {
-            Engine::Jit => scratch.as_mut_ptr() as u64,
-            Engine::Interpreter => {
-                self.scratch.write(0, scratch).expect("scratch region is SCRATCH_SIZE bytes");
-                self.scratch.addr()
-            }
-        };
-        let ctx = XrpContext { data: data.as_mut_ptr() as u64, scratch: scratch_addr, ..XrpContext::default() };
-        self.ctx.write_ctx(&ctx).expect("context region is CTX_SIZE bytes");
-        // Programs without maps call no map helper: skip the thread-local.
-        let _maps = (!self.maps.is_empty()).then(|| helpers::install_maps(&self.maps));
-        // SAFETY: the context region is CTX_SIZE bytes, owned by `self` and
-        // alive for the whole call; no other reference to its bytes exists
-        // while rbpf holds this one (the host touches it only through
-        // `Region::read`/`write`, before and after the call).
-        let mbuff: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(self.ctx.addr() as *mut u8, CTX_SIZE) };
-        let ret = match self.engine {
-            Engine::Interpreter => self.vm.execute_program(data, mbuff).map_err(rbpf_err)?,
-            // SAFETY: the program passed our verifier for data blocks of
-            // `data_size` bytes (checked above), a context of CTX_SIZE bytes,
-            // the scratch of SCRATCH_SIZE bytes (checked above) and the maps
-            // this instance owns; so every access the JIT code makes stays in
-            // those regions, which outlive the call.
-            Engine::Jit => unsafe { self.vm.execute_program_jit(data, mbuff) }.map_err(rbpf_err)?,
-        };
-        if self.engine == Engine::Interpreter {
-            self.scratch.read(0, scratch).expect("scratch region is SCRATCH_SIZE bytes");
+        ctx.data = data.as_mut_ptr() as u64;
+        ctx.scratch = scratch.as_mut_ptr() as u64;
+        if self.has_atomics && ctx.scratch % SCRATCH_ALIGN_BYTES != 0 {
+            return Err(VmError::ScratchAlign { addr: ctx.scratch });
         }
-        let ctx = self.ctx.read_ctx().expect("context region is CTX_SIZE bytes");
-        Ok(Outcome { ret, ctx })
+        let ctx_addr = std::ptr::from_mut(ctx) as u64;
+        match &self.code {
+            // SAFETY: the program passed our verifier for data blocks of
+            // `data_size` bytes (checked above), a context of CTX_SIZE bytes
+            // (`ctx`), the scratch of SCRATCH_SIZE bytes (checked above) and
+            // the maps this instance owns; so every access the JIT code makes
+            // stays in those regions, which outlive the call. The `&mut`s are
+            // not used while the program runs.
+            Code::Jit(j) => Ok(unsafe { j.call(ctx_addr) }),
+            Code::Interp(insns) => {
+                let mut areas = Vec::with_capacity(self.map_areas.len() + 3);
+                areas.push(Area { start: ctx_addr, len: CTX_SIZE as u64, writable: true });
+                areas.push(Area { start: ctx.data, len: data.len() as u64, writable: true });
+                areas.push(Area { start: ctx.scratch, len: SCRATCH_SIZE as u64, writable: true });
+                areas.extend_from_slice(&self.map_areas);
+                let env = interp::Env { areas: &areas, maps: &self.maps, helper_hook: None };
+                // SAFETY: the areas are the caller's context, data block and
+                // scratch (borrowed for the call, not used meanwhile) and the
+                // instance's map regions (alive as long as `self`).
+                Ok(unsafe { interp::run(insns, &env, ctx_addr) }?)
+            }
+        }
     }
 }
 
-/// rbpf's `no_std` error type has only `Debug`.
-fn rbpf_err(e: rbpf::lib::Error) -> VmError {
-    VmError::Rbpf(format!("{e:?}"))
-}
-
-/// JIT-compiles into W^X memory: rbpf writes the code while the mapping is
-/// read-write, then it becomes read-execute. rbpf asserts (panics) when code
-/// outruns the memory; that is caught and reported.
-fn jit_compile(vm: &mut rbpf::EbpfVmMbuff<'static>, slots: usize) -> Result<ExecMemory, VmError> {
-    let mut exec = ExecMemory::for_program(slots).map_err(VmError::JitMemory)?;
-    // SAFETY: the instance keeps `exec` alive and drops `vm` (which holds
-    // the slice) first; rbpf writes only during `jit_compile`, before `seal`.
-    let mem = unsafe { exec.as_static_mut() };
-    vm.set_jit_exec_memory(mem).map_err(rbpf_err)?;
-    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.jit_compile()));
-    match compiled {
-        Ok(r) => r.map_err(rbpf_err)?,
-        Err(_) => return Err(VmError::JitOverflow),
-    }
-    exec.seal().map_err(VmError::JitMemory)?;
-    Ok(exec)
-}
-
-/// Registers the helpers: plain functions for the interpreter, stack-realigning
-/// trampolines for the JIT (see `jit_abi.rs`).
-fn register_helpers(vm: &mut rbpf::EbpfVmMbuff<'_>, engine: Engine) -> Result<(), VmError> {
-    let table = match engine {
-        Engine::Interpreter => helpers::table(),
-        #[cfg(target_arch = "x86_64")]
-        Engine::Jit => crate::jit_abi::table(),
-        #[cfg(not(target_arch = "x86_64"))]
-        Engine::Jit => return Err(VmError::JitUnsupported),
-    };
-    for (id, f) in table {
-        // Helper ids are small positive constants.
-        vm.register_helper(id.unsigned_abs(), f).map_err(rbpf_err)?;
-    }
-    Ok(())
-}
-
-/// Rewrites the verifier's pseudo `lddw`s into what rbpf executes: a map
-/// handle becomes the map's index, a global's address its host address.
+/// Rewrites the verifier's pseudo `lddw`s into what the engines execute: a
+/// map handle becomes the map's address, a global's address its host address.
 // Splitting a 64-bit value into the two 32-bit immediates of an lddw is a
 // bit-for-bit reinterpretation.
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
@@ -264,12 +223,11 @@ fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
             let src = out[pc].src;
             if src == insn::PSEUDO_MAP_IDX || src == insn::PSEUDO_MAP_IDX_VALUE {
                 let index = out[pc].imm;
-                let map = usize::try_from(index).ok().and_then(|i| maps.get(i).map(|m| (i, m)));
-                let Some((i, map)) = map else {
+                let Some(map) = usize::try_from(index).ok().and_then(|i| maps.get(i)) else {
                     return Err(VmError::BadMapIndex { pc, index, maps: maps.len() });
                 };
                 let value = if src == insn::PSEUDO_MAP_IDX {
-                    i as u64
+                    std::ptr::from_ref(map) as u64
                 } else {
                     // The verifier checked the offset against value_size.
                     map.values().addr() + u64::from(out[pc + 1].imm as u32)
@@ -286,51 +244,53 @@ fn relocate(insns: &[Insn], maps: &[Map]) -> Result<Vec<Insn>, VmError> {
     Ok(out)
 }
 
-/// Runs raw instructions without our verifier, for the conformance suite:
-/// no maps, r1 = `mem` (r2 is set by the caller's program prologue).
+/// Runs raw instructions through the interpreter without our verifier (for
+/// the conformance suite and fuzzing): no maps, r1 = `mem`. Safe: the
+/// interpreter checks every access against `mem` and its own stack.
+pub fn interpret_unverified(insns: &[Insn], mem: &mut [u8]) -> Result<u64, VmError> {
+    isa::check_program(insns)?;
+    let start = mem.as_mut_ptr() as u64;
+    let areas = [Area { start, len: mem.len() as u64, writable: true }];
+    let env = interp::Env { areas: &areas, maps: &[], helper_hook: None };
+    // SAFETY: the one area is `mem`, borrowed for the call and not used
+    // meanwhile.
+    Ok(unsafe { interp::run(insns, &env, start) }?)
+}
+
+/// Compiles raw instructions with the JIT and runs them without our
+/// verifier: no maps, r1 = `mem`.
 ///
 /// # Safety
-/// With [`Engine::Jit`] the program runs without any memory check: it must
-/// come from a trusted source (a conformance test vector), since it can read
-/// and write any address of the process.
-pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, VmError> {
+/// The program runs without any memory check: it must come from a trusted
+/// source (a conformance test vector) and stay inside `mem` and its stack,
+/// since it can read and write any address of the process.
+pub unsafe fn jit_unverified(insns: &[Insn], mem: &mut [u8]) -> Result<u64, VmError> {
     isa::check_program(insns)?;
-    let insns = crate::lower::lower_for_rbpf(insns)?;
-    let code = insn::encode_all(&insns);
-    // Declared before the VM, so that the VM (which borrows it) drops first.
-    let mut exec = match engine {
-        Engine::Jit => Some(ExecMemory::for_program(insns.len()).map_err(VmError::JitMemory)?),
-        Engine::Interpreter => None,
-    };
-    let mut vm = rbpf::EbpfVmMbuff::new(None).map_err(rbpf_err)?;
-    vm.set_verifier(isa::rbpf_verifier).map_err(rbpf_err)?;
-    vm.set_program(&code).map_err(rbpf_err)?;
-    register_helpers(&mut vm, engine)?;
-    // mbuff = mem, so that r1 points at the memory as in the ubpf harness.
-    let mut mbuff = mem.to_vec();
-    let ret = match engine {
-        Engine::Interpreter => {
-            let r = vm.execute_program(&[], &mbuff).map_err(rbpf_err);
-            r?
-        }
-        Engine::Jit => {
-            if !cfg!(target_arch = "x86_64") {
-                return Err(VmError::JitUnsupported);
-            }
-            let Some(exec) = exec.as_mut() else { return Err(VmError::JitUnsupported) };
-            // SAFETY: `exec` outlives `vm` (declared before it); rbpf writes
-            // only before `seal`.
-            vm.set_jit_exec_memory(unsafe { exec.as_static_mut() }).map_err(rbpf_err)?;
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.jit_compile())) {
-                Ok(r) => r.map_err(rbpf_err)?,
-                Err(_) => return Err(VmError::JitOverflow),
-            }
-            exec.seal().map_err(VmError::JitMemory)?;
-            // SAFETY: the caller guarantees the program is trusted (see the
-            // function's contract); the buffers outlive the call.
-            unsafe { vm.execute_program_jit(&mut [], &mut mbuff) }.map_err(rbpf_err)?
-        }
-    };
-    mem.copy_from_slice(&mbuff);
-    Ok(ret)
+    let code = jit::compile(insns)?;
+    // SAFETY: the caller's contract: the program stays in `mem`, which
+    // outlives the call.
+    Ok(unsafe { code.call(mem.as_mut_ptr() as u64) })
+}
+
+/// [`interpret_unverified`] or [`jit_unverified`].
+///
+/// # Safety
+/// With [`Engine::Jit`], the contract of [`jit_unverified`].
+pub unsafe fn run_unverified(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, VmError> {
+    match engine {
+        Engine::Interpreter => interpret_unverified(insns, mem),
+        // SAFETY: the caller's contract.
+        Engine::Jit => unsafe { jit_unverified(insns, mem) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<Instance>();
+    }
 }

@@ -85,3 +85,51 @@ fn conformance_plugin_interface() {
     let out = xrp_bpf(&["conformance-plugin"], Some("zz"));
     assert!(!out.status.success());
 }
+
+/// The standalone plugin takes the official runner's arguments directly:
+/// `PLUGIN [MEMORY_HEX] [OPTIONS...] [--elf]`.
+#[test]
+fn standalone_plugin_speaks_the_runner_convention() {
+    let plugin = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bpf-conformance-plugin"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        // The plugin may exit before reading (a bad option): ignore a broken pipe.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    };
+    // ldxb r0, [r1+2] ; exit, memory as the runner sends it (spaced hex).
+    for opts in [&["01 02 03 04"][..], &["01 02 03 04", "--jit"], &["01 02 03 04", "--interp"]] {
+        let out = plugin(opts, "7110020000000000 9500000000000000");
+        assert!(out.status.success(), "{opts:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "3", "{opts:?}");
+    }
+    let out = plugin(&["", "--bogus"], "9500000000000000");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown option"), "{}", text(&out.stderr));
+    // --elf: an object whose program is a global function in .text (no
+    // SEC()), as the runner builds its ELF vectors.
+    let dir = std::env::temp_dir().join(format!("plugin-elf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("f.c");
+    std::fs::write(&src, "int f(unsigned char *mem) { return mem[1] * 10 + mem[3]; }\n").unwrap();
+    let obj = dir.join("f.o");
+    let ok = Command::new("clang").args(["-target", "bpf", "-O2", "-c"]).arg(&src).arg("-o").arg(&obj).status().expect("clang");
+    assert!(ok.success());
+    let hex: String = std::fs::read(&obj).unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    for jit in [false, true] {
+        let mut args = vec!["01 02 03 04"];
+        if jit {
+            args.push("--jit");
+        }
+        args.push("--elf");
+        let out = plugin(&args, &hex);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "18", "{args:?}");
+    }
+}

@@ -31,9 +31,12 @@ fn unknown_opcode() {
 }
 
 #[test]
-fn atomics_are_refused_by_name() {
-    let p = Asm::new().st(DW, R10, -8, 0).raw(raw(CLASS_STX | MODE_ATOMIC | SIZE_DW, 10, 1, -8, 0)).ret0().build();
-    reject(&p, "atomic operation (BPF_ATOMIC) is not supported (insn 1)");
+fn malformed_atomics_are_refused() {
+    // imm 0x02 is no atomic operation; 8- and 16-bit atomics do not exist.
+    let p = Asm::new().st(DW, R10, -8, 0).raw(raw(CLASS_STX | MODE_ATOMIC | SIZE_DW, 10, 1, -8, 0x02)).ret0().build();
+    reject(&p, "reserved field imm (atomic operation)");
+    let p = Asm::new().st(DW, R10, -8, 0).raw(raw(CLASS_STX | MODE_ATOMIC | SIZE_B, 10, 1, -8, 0)).ret0().build();
+    reject(&p, "unknown opcode");
 }
 
 #[test]
@@ -43,12 +46,10 @@ fn legacy_packet_loads_are_refused_by_name() {
 }
 
 #[test]
-fn cpu_v4_signed_division_is_refused_by_name() {
-    // rbpf has no signed division and the runtime does not lower it.
-    let sdiv = raw(CLASS_ALU64 | ALU_DIV | SRC_K, 0, 0, 1, 3);
-    reject(&Asm::new().mov(R0, 1).raw(sdiv).exit().build(), "signed division (BPF_SDIV/BPF_SMOD, CPU v4) is not supported");
-    let smod = raw(CLASS_ALU | ALU_MOD | SRC_X, 0, 1, 1, 0);
-    reject(&Asm::new().mov(R0, 1).mov(R1, 3).raw(smod).exit().build(), "signed division");
+fn division_offsets_other_than_signed_are_refused() {
+    // off = 1 is sdiv/smod; any other offset is a reserved field.
+    let bad = raw(CLASS_ALU64 | ALU_DIV | SRC_K, 0, 0, 2, 3);
+    reject(&Asm::new().mov(R0, 1).raw(bad).exit().build(), "reserved field off");
 }
 
 #[test]
@@ -64,9 +65,13 @@ fn malformed_cpu_v4_forms_are_refused() {
 }
 
 #[test]
-fn local_calls_callx_and_kfuncs_are_refused() {
+fn callx_kfuncs_and_malformed_local_calls_are_refused() {
+    // The caller falls through into the callee at slot 2.
     let local = raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, 1);
-    reject(&Asm::new().raw(local).ret0().ret0().build(), "bpf-to-bpf call");
+    reject(&Asm::new().raw(local).ret0().ret0().build(), "bpf-to-bpf call: function falls through into the next one (insn 1)");
+    // A call to no instruction.
+    let local = raw(CLASS_JMP | JMP_CALL, 0, CALL_LOCAL, 0, 9);
+    reject(&Asm::new().raw(local).ret0().build(), "jump out of range");
     let callx = raw(CLASS_JMP | JMP_CALL | SRC_X, 1, 0, 0, 0);
     reject(&Asm::new().raw(callx).ret0().build(), "indirect call");
     let kfunc = raw(CLASS_JMP | JMP_CALL, 0, 2, 0, 1);

@@ -228,7 +228,8 @@ pub fn start(kind: EngineKind, wk: Kind, data: &Data, mut layout: Layout, model:
     registry.grant(TENANT, file)?;
     let d2 = data.clone();
     let factory: FunctionFactory = match kind {
-        EngineKind::BpfChain => Arc::new(move || Function::bpf(workload::bpf_object(wk, &d2), None, d2.block(), VmEngine::Jit).map_err(|e| e.to_string())),
+        // One compiled program and one set of maps for every reactor.
+        EngineKind::BpfChain => Function::bpf_factory(workload::bpf_object(wk, &d2), None, d2.block(), VmEngine::Jit)?.0,
         EngineKind::UserChain => Arc::new(move || Ok(workload::native_function(wk, &d2))),
         _ => bail!("{} is not a userspace engine", kind.name()),
     };

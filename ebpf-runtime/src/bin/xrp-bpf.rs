@@ -107,9 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sections { object } => sections(&object),
         Command::Verify { object, section, data_size } => verify(&object, section.as_deref(), data_size),
-        Command::Run { object, section, data, scratch, scratch_out, interp } => {
-            run(&object, section.as_deref(), &data, scratch.as_ref(), scratch_out.as_ref(), interp)
-        }
+        Command::Run { object, section, data, scratch, scratch_out, interp } => run(&object, section.as_deref(), &data, scratch.as_ref(), scratch_out.as_ref(), interp),
         Command::ConformancePlugin { memory, elf, jit } => plugin(memory.as_deref(), elf, jit),
     };
     match result {
@@ -150,14 +148,7 @@ fn verify(object: &PathBuf, section: Option<&str>, data_size: u32) -> Result<(),
     }
 }
 
-fn run(
-    object: &PathBuf,
-    section: Option<&str>,
-    data: &PathBuf,
-    scratch: Option<&PathBuf>,
-    scratch_out: Option<&PathBuf>,
-    interp: bool,
-) -> Result<(), String> {
+fn run(object: &PathBuf, section: Option<&str>, data: &PathBuf, scratch: Option<&PathBuf>, scratch_out: Option<&PathBuf>, interp: bool) -> Result<(), String> {
     let prog = load(object, section)?;
     let mut block = read(data)?;
     let data_size = u32::try_from(block.len()).map_err(|_| "data file larger than 4 GiB".to_string())?;
@@ -170,7 +161,7 @@ fn run(
         scratch_buf[..s.len()].copy_from_slice(&s);
     }
     let engine = if interp { Engine::Interpreter } else { Engine::Jit };
-    let mut inst = Instance::new(&prog, data_size, engine).map_err(|e| e.to_string())?;
+    let inst = Instance::new(&prog, data_size, engine).map_err(|e| e.to_string())?;
     let out = inst.run(&mut block, &mut scratch_buf).map_err(|e| e.to_string())?;
     println!("r0 = {:#x} ({})", out.ret, i64::from_le_bytes(out.ret.to_le_bytes()));
     println!("done = {}", out.ctx.done);
@@ -190,22 +181,11 @@ fn run(
 fn plugin(memory: Option<&str>, elf: bool, jit: bool) -> Result<(), String> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
-    let bytes = conformance::decode_hex(&input).map_err(|e| format!("program: {e}"))?;
-    let insns = if elf {
-        let prog = Program::load(&bytes, None).map_err(|e| e.to_string())?;
-        if !prog.maps.is_empty() {
-            return Err("ELF programs with maps or globals are not supported by the plugin".to_string());
-        }
-        prog.insns
-    } else {
-        ebpf_runtime::insn::decode_all(&bytes).ok_or("program length is not a multiple of 8 bytes")?
-    };
-    let mut mem = match memory {
-        Some(m) => conformance::decode_hex(m).map_err(|e| format!("memory: {e}"))?,
-        None => Vec::new(),
-    };
-    let engine = if jit { Engine::Jit } else { Engine::Interpreter };
-    let r0 = conformance::run(&insns, &mut mem, engine)?;
+    let args = conformance::PluginArgs { memory: memory.map(str::to_string), elf, jit };
+    // SAFETY: the plugin runs the program it is given on purpose, as the
+    // conformance runner's plugins do; the interpreter checks every access,
+    // `--jit` runs the trusted vector unchecked (the documented contract).
+    let r0 = unsafe { conformance::plugin(&args, &input) }?;
     println!("{r0:x}");
     Ok(())
 }

@@ -91,6 +91,7 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize, last_id: &mut u32) -> Resul
     } else {
         let d = read(st, insn, dst)?;
         match (d, src) {
+            (Reg::Scalar(_), Reg::Scalar(_)) if ins.off == 1 => Reg::Scalar(signed_div(is64)),
             (Reg::Scalar(a), Reg::Scalar(b)) => {
                 let r = if is64 { scalar64(op, &a, &b) } else { scalar32(op, &a, &b) };
                 Reg::Scalar(r)
@@ -198,4 +199,11 @@ fn scalar32(op: u8, a: &Scalar, b: &Scalar) -> Scalar {
         return r;
     }
     r.trunc32()
+}
+
+/// `sdiv`/`smod` (CPU v4): any value of the width. Sound for every input,
+/// including the ISA's x / 0 = 0, x % 0 = x and INT_MIN / -1 = INT_MIN;
+/// tracking signed quotients precisely is left for when a program needs it.
+fn signed_div(is64: bool) -> Scalar {
+    if is64 { Scalar::unknown() } else { Scalar::bits(32) }
 }

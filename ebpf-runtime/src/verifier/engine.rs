@@ -292,6 +292,18 @@ impl<'a> Engine<'a> {
                 let v = Reg::constant(i64::from(ins.imm) as u64);
                 mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
             }
+            CLASS_STX if ins.opc & 0xe0 == MODE_ATOMIC => {
+                let v = read(st, pc, ins.src)?;
+                if ins.imm == 0xf1 {
+                    read(st, pc, 0)?; // cmpxchg compares with r0
+                }
+                let old = mem::atomic(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
+                match ins.imm {
+                    0xf1 => st.regs[0] = old,
+                    imm if imm & 0x01 != 0 => st.regs[usize::from(ins.src)] = old,
+                    _ => {}
+                }
+            }
             CLASS_STX => {
                 let v = read(st, pc, ins.src)?;
                 mem::store(self.env, st, pc, ins.dst, ins.off, size_of(ins.opc), v)?;
@@ -356,6 +368,11 @@ impl<'a> Engine<'a> {
         usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + super::structure::jump_offset(ins)).unwrap_or(0)
     }
 
+    fn target_call(pc: usize, ins: &Insn) -> usize {
+        // In range: checked by the static pass.
+        usize::try_from(i64::try_from(pc).unwrap_or(0) + 1 + i64::from(ins.imm)).unwrap_or(0)
+    }
+
     fn jump(&mut self, cur: &mut Path, pending: &mut Vec<Path>, ins: Insn) -> Result<Flow, VerifyError> {
         let pc = cur.pc;
         let op = ins.opc & 0xf0;
@@ -365,11 +382,20 @@ impl<'a> Engine<'a> {
                 return Ok(Flow::Continue);
             }
             JMP_EXIT => {
+                if let Some(ret_pc) = super::calls::leave(&mut cur.st, pc)? {
+                    cur.pc = ret_pc;
+                    return Ok(Flow::Continue);
+                }
                 return match cur.st.regs[0] {
                     Reg::NotInit => Err(VerifyError::UninitR0AtExit { insn: pc }),
                     Reg::Ptr(p) => Err(VerifyError::PointerLeakReturn { insn: pc, kind: p.kind.name() }),
                     Reg::Scalar(_) => Ok(Flow::End),
                 };
+            }
+            JMP_CALL if ins.src == CALL_LOCAL => {
+                super::calls::enter(&mut cur.st, pc, pc + 1)?;
+                cur.pc = Self::target_call(pc, &ins);
+                return Ok(Flow::Continue);
             }
             JMP_CALL => {
                 self.call(&mut cur.st, pc, ins.imm)?;

@@ -16,6 +16,12 @@ pub enum VerifyError {
     UnknownOpcode { insn: usize, opc: u8 },
     #[error("{what} is not supported (insn {insn})")]
     Unsupported { insn: usize, what: &'static str },
+    #[error("bpf-to-bpf call: {what} (insn {insn})")]
+    Call { insn: usize, what: &'static str },
+    #[error("the call chain is deeper than {max} frames (insn {insn})")]
+    CallDepth { insn: usize, max: usize },
+    #[error("combined stack of the call chain is {bytes} bytes, more than {max} (insn {insn})")]
+    CombinedStack { insn: usize, bytes: i64, max: i64 },
     #[error("reserved field {field} must be zero (insn {insn})")]
     ReservedField { insn: usize, field: &'static str },
     #[error("invalid register r{reg}: registers are r0-r10 (insn {insn})")]
@@ -72,6 +78,8 @@ pub enum VerifyError {
     PointerCompare { insn: usize, reg: u8 },
 
     // ---- memory ----------------------------------------------------------
+    #[error("R{reg} atomic operation on {region} prohibited: {why} (insn {insn})")]
+    AtomicAccess { insn: usize, reg: u8, region: &'static str, why: &'static str },
     #[error("R{reg} invalid mem access '{kind}' (insn {insn})")]
     InvalidMemAccess { insn: usize, reg: u8, kind: &'static str },
     #[error("invalid access to {region} off={off} size={size} (insn {insn})")]
@@ -119,6 +127,9 @@ impl VerifyError {
             | TooLong { insn, .. }
             | UnknownOpcode { insn, .. }
             | Unsupported { insn, .. }
+            | Call { insn, .. }
+            | CallDepth { insn, .. }
+            | CombinedStack { insn, .. }
             | ReservedField { insn, .. }
             | InvalidRegister { insn, .. }
             | FramePointerWrite { insn }
@@ -145,6 +156,7 @@ impl VerifyError {
             | PointerArithUnbounded { insn, .. }
             | PointerAlu32 { insn, .. }
             | PointerCompare { insn, .. }
+            | AtomicAccess { insn, .. }
             | InvalidMemAccess { insn, .. }
             | OutOfBounds { insn, .. }
             | UnboundedAccess { insn, .. }

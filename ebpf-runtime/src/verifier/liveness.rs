@@ -24,6 +24,8 @@ fn uses_defs(ins: &Insn) -> (u16, u16) {
         _ => match op {
             JMP_JA => (0, 0),
             JMP_EXIT => (bit(0), 0),
+            // A local call passes r1-r5 (we do not know how many it reads).
+            JMP_CALL if ins.src == CALL_LOCAL => (0b11_1110, 0b11_1111),
             JMP_CALL => {
                 let nargs = helpers::proto(ins.imm).map_or(5, |p| p.args.len());
                 let uses = (1..=nargs).fold(0u16, |m, r| m | bit(u8::try_from(r).unwrap_or(0)));

@@ -197,3 +197,45 @@ pub fn helper_read(
     }
     check_bounds(env, insn, reg, &p, 0, size)
 }
+
+/// `BPF_ATOMIC` of `size` (4 or 8) bytes at `dst + off`, with `src` the
+/// operand. Allowed on the stack (initialised data, not a spilled pointer),
+/// writable map values and the scratch; never on the context or the data
+/// block (Linux refuses atomics on ctx and packet memory too). The address
+/// must be a multiple of `size` from the region's 8-byte aligned base, and
+/// the operand a scalar (an atomic store of a pointer would leak it).
+/// Returns the value the old contents give a register (fetch forms, xchg,
+/// cmpxchg): any value of the width.
+pub fn atomic(env: &Env, st: &mut State, insn: usize, dst: u8, off: i16, size: u32, src: Reg) -> Result<Reg, VerifyError> {
+    let p = base(st, insn, dst)?;
+    let off = i64::from(off);
+    if let Reg::Ptr(q) = src {
+        return Err(VerifyError::PointerLeakStore { insn, region: q.kind.name() });
+    }
+    let why = |why| VerifyError::AtomicAccess { insn, reg: dst, region: p.kind.name(), why };
+    match p.kind {
+        PtrKind::Ctx | PtrKind::Data => return Err(why("only the stack, map values and the scratch allow atomics")),
+        PtrKind::Stack => {
+            let o = const_off(insn, dst, &p, off)?;
+            stack_range(insn, o, size)?;
+            if o.rem_euclid(i64::from(size)) != 0 {
+                return Err(why("misaligned"));
+            }
+            st.stack.check_data(o, size).map_err(|f| stack_fault(insn, o, size, f))?;
+            st.stack.write(o, size, None);
+        }
+        kind => {
+            if let PtrKind::MapValue(m) = kind {
+                if env.maps.get(usize::try_from(m).unwrap_or(usize::MAX)).is_some_and(|spec| spec.read_only) {
+                    return Err(why("the map is read-only"));
+                }
+            }
+            check_bounds(env, insn, dst, &p, off, size)?;
+            let o = const_off(insn, dst, &p, off).map_err(|_| why("the offset must be a known constant (alignment)"))?;
+            if o.rem_euclid(i64::from(size)) != 0 {
+                return Err(why("misaligned"));
+            }
+        }
+    }
+    Ok(data_value(size))
+}

@@ -14,6 +14,7 @@
 mod alu;
 mod branch;
 mod budget;
+mod calls;
 mod ctx;
 mod engine;
 mod error;

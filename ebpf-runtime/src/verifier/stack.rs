@@ -88,6 +88,11 @@ impl Stack {
     /// Records a store of `size` bytes at r10+`off` (in bounds). `value` is
     /// the stored register: kept whole for an aligned 8-byte store, kept as
     /// a narrow field for an aligned smaller store of a scalar that fits.
+    /// Bytes below r10 down to the deepest slot ever written.
+    pub fn depth(&self) -> i64 {
+        i64::try_from(self.slots.len()).unwrap_or(i64::MAX).saturating_mul(SLOT)
+    }
+
     pub fn write(&mut self, off: i64, size: u32, value: Option<Reg>) {
         let aligned = off.rem_euclid(i64::from(size)) == 0;
         if let (Some(reg), 8, true) = (value, size, aligned) {

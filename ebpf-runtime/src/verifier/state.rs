@@ -31,12 +31,14 @@ pub struct Fact {
     pub rb: u8,
 }
 
-/// Registers, stack and relations of the (single) frame.
+/// Registers, stack and relations of the current frame, and the callers'
+/// frames (bpf-to-bpf calls, `calls.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub regs: [Reg; REG_COUNT],
     pub stack: Stack,
     pub facts: Vec<Fact>,
+    pub frames: Vec<super::calls::Frame>,
 }
 
 impl State {
@@ -45,7 +47,7 @@ impl State {
         let mut regs = [Reg::NotInit; REG_COUNT];
         regs[1] = Reg::Ptr(Ptr::new(PtrKind::Ctx));
         regs[10] = Reg::Ptr(Ptr::new(PtrKind::Stack));
-        State { regs, stack: Stack::default(), facts: Vec::new() }
+        State { regs, stack: Stack::default(), facts: Vec::new(), frames: Vec::new() }
     }
 
     /// Whether the registers of `f` still hold its values.
@@ -136,7 +138,9 @@ impl State {
 
     /// Bytes this state occupies: inline size plus owned heap buffers.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<State>() + self.stack.heap_bytes()
+        std::mem::size_of::<State>()
+            + self.stack.heap_bytes()
+            + self.frames.iter().map(|f| std::mem::size_of_val(f) + f.stack.heap_bytes()).sum::<usize>()
     }
 
     /// Whether `self` (explored, proven safe) covers `new`.
@@ -148,6 +152,10 @@ impl State {
     /// Whether `self` covers `new` with the registers outside `live` (bit i
     /// = ri) treated as dead in `new`, i.e. as never read again.
     pub fn subsumes_live(&self, new: &State, live: u16) -> bool {
+        // Callers' frames must be identical (calls.rs: not pruned across).
+        if self.frames != new.frames {
+            return false;
+        }
         let mut ids = IdMap::default();
         self.regs
             .iter()

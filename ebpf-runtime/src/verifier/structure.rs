@@ -2,9 +2,9 @@
 //! the opcode checks): known opcodes only, reserved fields zero, registers
 //! in range, r10 never written, complete `lddw`s, jump targets in range and
 //! not into an `lddw`, every instruction reachable, no falling off the end.
-//! The opcode set is CPU v1-v3 plus the v4 instructions the runtime lowers
-//! for rbpf (`bswap`, `gotol`, `movsx`, sign-extending loads); signed
-//! division and atomics are refused by name.
+//! The opcode set is CPU v1-v4 (`bswap`, `gotol`, `movsx`, sign-extending
+//! loads, signed division, atomics); `callx`, kfuncs and legacy packet
+//! loads are refused by name.
 
 use super::error::VerifyError;
 use super::helpers;
@@ -91,12 +91,25 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
         };
         succs[pc] = s;
     }
+    // Local calls: the target must be an instruction; the callee is
+    // reachable through the call (the call's own successor is pc + 1).
+    let mut callee = vec![None; len];
+    for pc in (0..len).filter(|pc| !second[*pc]) {
+        if let Some(target) = super::calls::call_target(prog, pc) {
+            let t = usize::try_from(target).ok().filter(|t| *t < len).ok_or(VerifyError::JumpOutOfRange { insn: pc, target })?;
+            if second[t] {
+                return Err(VerifyError::JumpIntoLddw { insn: pc, target: t });
+            }
+            callee[pc] = Some(t);
+        }
+    }
+    super::calls::check_functions(prog, &second, &super::calls::function_starts(prog, &second))?;
     // Reachability from the entry.
     let mut seen = vec![false; len];
     let mut work = vec![0usize];
     seen[0] = true;
     while let Some(pc) = work.pop() {
-        for t in succs[pc].iter().flatten() {
+        for t in succs[pc].iter().flatten().chain(callee[pc].iter()) {
             if !seen[*t] {
                 seen[*t] = true;
                 work.push(*t);
@@ -174,7 +187,7 @@ fn check_insn(prog: &[Insn], pc: usize, env: &Env) -> Result<(), VerifyError> {
         CLASS_STX => {
             match opc & 0xe0 {
                 MODE_MEM => {}
-                MODE_ATOMIC => return Err(unsupported(pc, "atomic operation (BPF_ATOMIC)")),
+                MODE_ATOMIC => return check_atomic(ins, pc),
                 _ => return Err(unknown(pc, opc)),
             }
             reg_ok(pc, ins.dst)?;
@@ -219,11 +232,10 @@ fn check_alu(ins: &Insn, pc: usize) -> Result<(), VerifyError> {
         reg_ok(pc, ins.src)?;
         return zero(pc, i64::from(ins.imm), "imm");
     }
-    if ins.off != 0 {
-        return Err(match op {
-            ALU_DIV | ALU_MOD => unsupported(pc, "signed division (BPF_SDIV/BPF_SMOD, CPU v4)"),
-            _ => VerifyError::ReservedField { insn: pc, field: "off" },
-        });
+    // sdiv/smod (CPU v4): off = 1.
+    let signed_div = matches!(op, ALU_DIV | ALU_MOD) && ins.off == 1;
+    if ins.off != 0 && !signed_div {
+        return Err(VerifyError::ReservedField { insn: pc, field: "off" });
     }
     if op == ALU_NEG {
         if x {
@@ -310,7 +322,8 @@ fn check_jmp(ins: &Insn, pc: usize, class: u8, op: u8) -> Result<(), VerifyError
                     }
                     Ok(())
                 }
-                CALL_LOCAL => Err(unsupported(pc, "bpf-to-bpf call (mark the function __always_inline)")),
+                // Target and function structure: `check` and calls.rs.
+                CALL_LOCAL => Ok(()),
                 _ => Err(unsupported(pc, "kfunc call")),
             }
         }
@@ -334,4 +347,18 @@ fn check_jmp(ins: &Insn, pc: usize, class: u8, op: u8) -> Result<(), VerifyError
             }
         }
     }
+}
+
+/// `BPF_ATOMIC` (CPU v3): 32- or 64-bit, one of add/or/and/xor (with or
+/// without `BPF_FETCH`), xchg or cmpxchg. Where it may point is the memory
+/// check's job (`mem::atomic`).
+fn check_atomic(ins: &Insn, pc: usize) -> Result<(), VerifyError> {
+    if !matches!(ins.opc & 0x18, SIZE_W | SIZE_DW) {
+        return Err(unknown(pc, ins.opc));
+    }
+    if !matches!(ins.imm, 0x00 | 0x01 | 0x40 | 0x41 | 0x50 | 0x51 | 0xa0 | 0xa1 | 0xe1 | 0xf1) {
+        return Err(VerifyError::ReservedField { insn: pc, field: "imm (atomic operation)" });
+    }
+    reg_ok(pc, ins.dst)?;
+    reg_ok(pc, ins.src)
 }
