@@ -16,7 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Bytes of the scratch buffer `sfe_read_xrp` reads and writes back.
-pub const SFE_SCRATCH_SIZE: usize = SCRATCH_SIZE;
+pub const SFE_SCRATCH_SIZE: usize = 4096;
+const _: () = assert!(SFE_SCRATCH_SIZE == SCRATCH_SIZE);
+/// The largest block a program may be verified for (`data_size` of `sfe_prog_load`).
+pub const SFE_DATA_SIZE_MAX: u32 = 16384;
+const _: () = assert!(SFE_DATA_SIZE_MAX == crate::engine::DATA_SIZE_MAX);
 
 /// An open engine (opaque).
 #[derive(Debug)]
