@@ -284,7 +284,10 @@ impl ThreadQueue {
         }
         let mut req = ChainRequest::new(TENANT, file, r.offset, r.count, prog);
         if let Some(s) = r.scratch {
-            req.scratch = s.to_vec();
+            // The chain's scratch starts zeroed: copy only up to the last
+            // non-zero byte (a lookup's scratch is one key: 8 bytes, not 4 KiB).
+            let used = s.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            req.scratch = s[..used].to_vec();
         }
         req.keep_last = true;
         Ok(req)
