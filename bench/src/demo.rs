@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<()> {
         block
     };
     for phase in ["write", "read"] {
-        let mut lat: Vec<Duration> = Vec::with_capacity(ios as usize);
+        let mut lat: Vec<Duration> = Vec::with_capacity(usize::try_from(ios).unwrap_or(0).min(1 << 24));
         let mut next = 0u64;
         let mut done = 0u64;
         let mut bad = 0u64;
@@ -111,13 +111,13 @@ pub fn run(a: Args) -> Result<()> {
         }
         let el = start.elapsed();
         lat.sort_unstable();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        let pct = |p: f64| lat[crate::run::rank(lat.len(), p)];
         println!(
             "{phase:>5}: {ios} x {} KiB in {:.3} s: {:.0} IOPS, {:.1} MiB/s; latency p50 {:.1} us, p99 {:.1} us, max {:.1} us (timing includes making and checking the data)",
             a.io_size / 1024,
             el.as_secs_f64(),
             ios as f64 / el.as_secs_f64(),
-            (ios * u64::from(a.io_size)) as f64 / el.as_secs_f64() / (1 << 20) as f64,
+            (ios * u64::from(a.io_size)) as f64 / el.as_secs_f64() / f64::from(1u32 << 20),
             pct(0.5).as_secs_f64() * 1e6,
             pct(0.99).as_secs_f64() * 1e6,
             lat[lat.len() - 1].as_secs_f64() * 1e6,

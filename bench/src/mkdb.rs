@@ -46,7 +46,7 @@ pub fn run(a: Args) -> Result<btree::Superblock> {
     let sb = btree::build_file(&a.out, a.keys, a.node_size, per, a.seed, |n| bar.set_position(n)).with_context(|| format!("writing {}", a.out.display()))?;
     bar.finish_and_clear();
     let bytes = std::fs::metadata(&a.out)?.len();
-    println!("{}: {} keys, depth {} ({} reads per lookup), {}-byte nodes, {} keys per node, {:.1} MiB", a.out.display(), sb.keys, sb.depth, sb.depth, sb.node_size, per, bytes as f64 / (1 << 20) as f64);
+    println!("{}: {} keys, depth {} ({} reads per lookup), {}-byte nodes, {} keys per node, {:.1} MiB", a.out.display(), sb.keys, sb.depth, sb.depth, sb.node_size, per, bytes as f64 / f64::from(1u32 << 20));
     Ok(sb)
 }
 

@@ -44,6 +44,9 @@ pub struct RunResult {
     /// What it read: "ext4 on /dev/zram1, O_DIRECT", "emulated NVMe, ext4 on /dev/zram1", ...
     #[serde(default)]
     pub device: String,
+    /// Modelled device time of one read, microseconds (0 without a model).
+    #[serde(default)]
+    pub device_us_per_read: f64,
 }
 
 /// A whole run of `sfbench run` or of the default suite.

@@ -115,7 +115,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         let f = std::fs::File::open(&path).with_context(|| format!("opening the database {} (make one with sfbench mkdb)", path.display()))?;
         let sb = Superblock::read(&f).with_context(|| format!("{}", path.display()))?;
         let fs_label = fs_label(&path);
-        Ok(Prepared { path, depth: sb.depth as u32, data: Data::Tree(sb), nums: None, fs_label })
+        Ok(Prepared { path, depth: u32::try_from(sb.depth).context("tree depth")?, data: Data::Tree(sb), nums: None, fs_label })
     } else {
         let Some(path) = args.nums.clone() else { bail!("workload filter needs --nums (make one with sfbench mknums)") };
         let bytes = std::fs::read(&path).with_context(|| format!("reading {} (make one with sfbench mknums)", path.display()))?;
@@ -213,8 +213,8 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
     } else {
         let mode = args.mode.resolve(threads);
         let layout = chain::layout(&p.path, args.namespace)?;
-        // `reactors` is at most 64 (checked by clap).
-        let e = chain::start(engine, args.workload, &p.data, layout, model, mode, args.reactors as usize, args.pci.as_deref())?;
+        let reactors = usize::try_from(args.reactors).context("--reactors")?;
+        let e = chain::start(engine, args.workload, &p.data, layout, model, mode, reactors, args.pci.as_deref())?;
         notes.push(e.note.clone());
         let device = if args.pci.is_some() { "PCIe NVMe".to_string() } else { format!("emulated NVMe, {}", p.fs_label) };
         (mode.name().to_string(), device, Some(Arc::new(e)), Model { latency: model, wait: Wait::Spin }, Access::Direct)
@@ -273,12 +273,32 @@ pub fn measure(args: &Args, p: &Prepared, engine: EngineKind, threads: u32) -> R
     }
     check(engine, p, &samples)?;
     for n in notes {
-        eprintln!("note: {} — {n}", engine.name());
+        note_once(&format!("note: {} — {n}", engine.name()));
     }
     let mut r = summarise(engine, args, p, threads, qd, lat, hops, secs);
     r.how = how;
     r.device = device;
     Ok(r)
+}
+
+/// The index of quantile `q` (0 to 1) in a sorted sample of `n > 0` values.
+pub fn rank(n: usize, q: f64) -> usize {
+    // `q` is clamped to [0, 1], so the product is a non-negative number below
+    // `n` (or NaN, which casts to 0): the casts cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let i = (n as f64 * q.clamp(0.0, 1.0)) as usize;
+    i.min(n.saturating_sub(1))
+}
+
+/// Prints a note the first time it comes up in this process (every point
+/// of a run would say the same).
+fn note_once(line: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.iter().any(|s| s == line) {
+        eprintln!("{line}");
+        seen.push(line.to_string());
+    }
 }
 
 /// Checks sampled answers against the reference traversal; fails loudly.
@@ -298,11 +318,11 @@ fn summarise(engine: EngineKind, args: &Args, p: &Prepared, threads: u32, qd: u3
     lat.sort_unstable();
     let n = lat.len();
     let us = |ns: u64| ns as f64 / 1000.0;
-    let pct = |q: f64| us(lat[((n as f64 * q) as usize).min(n - 1)]);
+    let pct = |q: f64| us(lat[rank(n, q)]);
     let avg = lat.iter().map(|&x| x as f64).sum::<f64>() / n as f64 / 1000.0;
     let hops_per_op = hops as f64 / n as f64;
     let model_us = args.device_latency.for_bytes(u64::from(p.data.block())).as_secs_f64() * 1e6;
-    let cdf = (1..=100).map(|i| (pct(i as f64 / 100.0), i as f64 / 100.0)).collect();
+    let cdf = (1..=100u32).map(|i| (pct(f64::from(i) / 100.0), f64::from(i) / 100.0)).collect();
     RunResult {
         engine: engine.name().to_string(),
         workload: args.workload.name().to_string(),
@@ -324,6 +344,7 @@ fn summarise(engine: EngineKind, args: &Args, p: &Prepared, threads: u32, qd: u3
         cdf,
         how: String::new(),
         device: String::new(),
+        device_us_per_read: model_us,
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Args {
     /// Seconds measured per point.
     #[arg(long, default_value_t = 1.5)]
     pub seconds: f64,
+    /// Seconds of warm-up per point (not measured).
+    #[arg(long, default_value_t = 0.3)]
+    pub warmup: f64,
     /// Device model applied to every engine (none, optane, nand, or microseconds).
     #[arg(long, default_value = "optane", value_parser = Latency::parse)]
     pub device_latency: Latency,
@@ -62,7 +65,8 @@ const DEPTHS: [(u32, u64); 3] = [(1, 8), (3, 500), (6, 40_000)];
 const NUMS_MIB: u64 = 4;
 /// Size of the scratch block device.
 const BED_BYTES: u64 = 256 << 20;
-/// DMA memory the runs need (queue buffers and rings), in hugepages.
+/// Hugepage memory the runs need: DMA memory (queue buffers and rings), and
+/// the userspace engines' snapshot of the device under a model.
 const DMA_BYTES: u64 = 64 << 20;
 
 pub fn run(a: Args) -> Result<()> {
@@ -72,7 +76,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut bed = Bed::new(a.bed, BED_BYTES, &a.out)?;
-    bed.reserve_hugepages(DMA_BYTES);
+    bed.reserve_hugepages(DMA_BYTES + if a.device_latency.is_none() { 0 } else { BED_BYTES });
     let stage = a.out.join("staging");
     std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
     let base = RunArgs {
@@ -83,7 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         threads: vec![1],
         qd: 1,
         seconds: a.seconds,
-        warmup: 0.3,
+        warmup: a.warmup,
         device_latency: a.device_latency,
         wait: a.wait,
         mode: a.mode,
@@ -196,7 +200,7 @@ fn targets(results: &[RunResult], model: Latency) {
         let x = bpf.ops_per_sec / pread.ops_per_sec;
         target("2 client threads: bpf-chain / pread throughput", format!("{x:.2}x"), ">= 1.5x", x >= 1.5);
     }
-    let cores = crate::engine::chain::cores() as u32;
+    let cores = u32::try_from(crate::engine::chain::cores()).unwrap_or(u32::MAX);
     let pts: Vec<&RunResult> = results.iter().filter(|r| r.engine == "bpf-chain" && r.workload == "lookup-uniform" && r.depth == 6).collect();
     let peak = pts.iter().map(|r| r.ops_per_sec).fold(0.0, f64::max);
     if let Some(r) = pts.iter().find(|r| r.threads == 4 * cores) {

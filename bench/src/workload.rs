@@ -65,11 +65,15 @@ impl Data {
     /// Block size of every read.
     pub fn block(&self) -> u32 {
         match self {
-            // Node sizes are 512 or 4096 (checked by Superblock::read).
-            Data::Tree(sb) => sb.node_size as u32,
-            Data::Nums(_) => filter::BLOCK as u32,
+            Data::Tree(sb) => node_bytes(sb),
+            Data::Nums(_) => filter::BLOCK_BYTES,
         }
     }
+}
+
+/// Bytes of a database's node: 512 or 4096 (`Superblock::read` checks), so it fits u32.
+fn node_bytes(sb: &Superblock) -> u32 {
+    u32::try_from(sb.node_size).unwrap_or(u32::MAX)
 }
 
 /// Draws operations, deterministically from a seed.
@@ -107,6 +111,8 @@ impl Gen {
             Kind::LookupZipf => {
                 let z = self.zipf.as_ref().map_or(1.0, |z| z.sample(&mut self.rng));
                 // Zipf samples lie in [1, keys]; scatter the popular ranks over the key space.
+                // Zipf samples are whole numbers in [1, keys]: the cast is exact.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let rank = (z as u64).saturating_sub(1) % self.keys;
                 Op::Lookup(btree::key_at(rank.wrapping_mul(0x9e37_79b9) % self.keys))
             }
@@ -144,9 +150,9 @@ fn words(w: &[(usize, u64)]) -> Vec<u8> {
 /// The first read and scratch of an operation.
 pub fn start(op: Op, data: &Data) -> Start {
     match (op, data) {
-        (Op::Lookup(k), Data::Tree(sb)) => Start { offset: sb.root, size: sb.node_size as u32, scratch: words(&[(btree::LK_KEY, k)]) },
-        (Op::Range(lo, hi), Data::Tree(sb)) => Start { offset: sb.root, size: sb.node_size as u32, scratch: words(&[(btree::RS_LO, lo), (btree::RS_HI, hi)]) },
-        (Op::Filter(lo, hi), Data::Nums(size)) => Start { offset: 0, size: filter::BLOCK as u32, scratch: words(&filter::scratch_words(lo, hi, *size)) },
+        (Op::Lookup(k), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::LK_KEY, k)]) },
+        (Op::Range(lo, hi), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::RS_LO, lo), (btree::RS_HI, hi)]) },
+        (Op::Filter(lo, hi), Data::Nums(size)) => Start { offset: 0, size: filter::BLOCK_BYTES, scratch: words(&filter::scratch_words(lo, hi, *size)) },
         // Gen::new refuses mismatched workloads and data.
         _ => unreachable!("operation does not fit the data"),
     }

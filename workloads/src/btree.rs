@@ -25,6 +25,11 @@ pub const fn vals_off(node_size: usize) -> usize {
 
 /// Node sizes the bundled programs are built for.
 pub const NODE_SIZES: [usize; 2] = [4096, 512];
+/// The deepest tree the format allows (a level is a byte in a node's header;
+/// 2-key nodes reach 2^64 keys well before this).
+pub const DEPTH_MAX: u64 = 64;
+/// How many leaf entries the builder reserves room for up front.
+const LEVEL_RESERVE_MAX: usize = 1 << 20;
 
 // Scratch words of the three workloads (sfe_btree.h).
 pub const LK_KEY: usize = 0;
@@ -75,6 +80,15 @@ pub struct Superblock {
 }
 
 impl Superblock {
+    /// Bytes of a node: 512 or 4096 (checked by [`Superblock::read`]; a
+    /// superblock made by hand with another size is treated as 4096).
+    pub fn node_len(&self) -> usize {
+        match usize::try_from(self.node_size) {
+            Ok(n) if NODE_SIZES.contains(&n) => n,
+            _ => NODE_SIZES[0],
+        }
+    }
+
     /// Reads and checks the superblock of a database file.
     pub fn read(file: &std::fs::File) -> Result<Superblock, FormatError> {
         let mut b = [0u8; 512];
@@ -86,8 +100,11 @@ impl Superblock {
             return Err(FormatError::BadMagic { offset: 0, found: magic });
         }
         let sb = Superblock { root: u64_at(&b, 8), keys: u64_at(&b, HDR), depth: u64_at(&b, HDR + 8), node_size: u64_at(&b, HDR + 16), seed: u64_at(&b, HDR + 24) };
-        if !NODE_SIZES.contains(&(sb.node_size as usize)) {
+        if !usize::try_from(sb.node_size).is_ok_and(|n| NODE_SIZES.contains(&n)) {
             return Err(FormatError::Corrupt(format!("node size {} is not 4096 or 512", sb.node_size)));
+        }
+        if sb.depth == 0 || sb.depth > DEPTH_MAX {
+            return Err(FormatError::Corrupt(format!("depth {} is not between 1 and {DEPTH_MAX}", sb.depth)));
         }
         // Seek, not metadata: a block device's metadata length is 0.
         let len = io::Seek::seek(&mut &*file, io::SeekFrom::End(0))?;
@@ -132,10 +149,10 @@ pub fn build<W: Write>(out: &mut W, n: u64, node_size: usize, max_keys: usize, s
     out.write_all(&node)?;
     let mut next_off = node_size as u64;
     let leaves = n.div_ceil(per as u64);
-    let mut level: Vec<(u64, u64)> = Vec::with_capacity(leaves as usize);
+    let mut level: Vec<(u64, u64)> = Vec::with_capacity(usize::try_from(leaves).unwrap_or(LEVEL_RESERVE_MAX).min(LEVEL_RESERVE_MAX));
     let mut i = 0u64;
     for leaf in 0..leaves {
-        let cnt = ((n - i) as usize).min(per);
+        let cnt = usize::try_from(n - i).unwrap_or(usize::MAX).min(per);
         node.fill(0);
         let off = next_off;
         let next = if leaf + 1 < leaves { off + node_size as u64 } else { 0 };
@@ -160,7 +177,8 @@ pub fn build<W: Write>(out: &mut W, n: u64, node_size: usize, max_keys: usize, s
         let mut up = Vec::with_capacity(level.len().div_ceil(per));
         for chunk in level.chunks(per) {
             node.fill(0);
-            write_header(&mut node, KIND_INNER, depth as u8, chunk.len(), 0);
+            let level = u8::try_from(depth).map_err(|_| FormatError::Corrupt(format!("a tree deeper than {DEPTH_MAX} levels")))?;
+            write_header(&mut node, KIND_INNER, level, chunk.len(), 0);
             for (k, (key, child)) in chunk.iter().enumerate() {
                 node[HDR + 8 * k..HDR + 8 * k + 8].copy_from_slice(&key.to_le_bytes());
                 let vo = vals_off(node_size) + 8 * k;
@@ -180,14 +198,15 @@ fn write_header(node: &mut [u8], kind: u8, level: u8, nkeys: usize, next: u64) {
     node[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     node[4] = kind;
     node[5] = level;
-    // nkeys <= fanout <= 255.
-    node[6..8].copy_from_slice(&(nkeys as u16).to_le_bytes());
+    // Callers pass at most `fanout(node_size)` keys, which is at most 255.
+    let nkeys = u16::try_from(nkeys).expect("a node holds at most 255 keys");
+    node[6..8].copy_from_slice(&nkeys.to_le_bytes());
     node[8..16].copy_from_slice(&next.to_le_bytes());
 }
 
 /// The superblock node's bytes.
 pub fn superblock_bytes(sb: &Superblock) -> Vec<u8> {
-    let mut node = vec![0u8; sb.node_size as usize];
+    let mut node = vec![0u8; sb.node_len()];
     write_header(&mut node, KIND_SUPER, 0, 0, sb.root);
     for (i, v) in [sb.keys, sb.depth, sb.node_size, sb.seed].iter().enumerate() {
         node[HDR + 8 * i..HDR + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
@@ -244,9 +263,11 @@ impl NodeView {
 
 /// Reference point lookup with plain reads: `(value if found, nodes read)`.
 pub fn reference_lookup(file: &std::fs::File, sb: &Superblock, key: u64) -> Result<(Option<u64>, u32), FormatError> {
-    let ns = sb.node_size as usize;
+    let ns = sb.node_len();
     let mut off = sb.root;
-    for visited in 1..=sb.depth as u32 + 1 {
+    // `Superblock::read` keeps depth at most DEPTH_MAX.
+    let levels = u32::try_from(sb.depth.min(DEPTH_MAX)).unwrap_or(0);
+    for visited in 1..=levels + 1 {
         let node = NodeView::read(file, off, ns)?;
         let r = node.rank(key);
         match node.kind {
@@ -261,7 +282,7 @@ pub fn reference_lookup(file: &std::fs::File, sb: &Superblock, key: u64) -> Resu
 
 /// Reference range sum over keys in `[lo, hi]`: `(sum, count)`.
 pub fn reference_range_sum(file: &std::fs::File, sb: &Superblock, lo: u64, hi: u64) -> Result<(u64, u64), FormatError> {
-    let ns = sb.node_size as usize;
+    let ns = sb.node_len();
     let mut off = sb.root;
     loop {
         let node = NodeView::read(file, off, ns)?;
@@ -320,7 +341,7 @@ fn node_header(d: &[u8], node_size: usize) -> Option<(u8, usize)> {
 
 /// The point lookup as a Rust closure: the user-chain twin of `btree_lookup.c`.
 pub fn native_lookup(node_size: usize) -> Function {
-    Function::native(node_size as u32, move |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
+    Function::native(u32::try_from(node_size).unwrap_or(u32::MAX), move |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
         let Some((kind, n)) = node_header(d, node_size) else { return ERR_BAD_NODE };
         set_sw(s, LK_NODES, sw(s, LK_NODES) + 1);
         let key = sw(s, LK_KEY);
@@ -351,7 +372,7 @@ pub fn native_lookup(node_size: usize) -> Function {
 
 /// The range scan with SUM as a Rust closure: the twin of `range_sum.c`.
 pub fn native_range_sum(node_size: usize) -> Function {
-    Function::native(node_size as u32, move |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
+    Function::native(u32::try_from(node_size).unwrap_or(u32::MAX), move |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
         let Some((kind, n)) = node_header(d, node_size) else { return ERR_BAD_NODE };
         set_sw(s, RS_NODES, sw(s, RS_NODES) + 1);
         let (lo, hi) = (sw(s, RS_LO), sw(s, RS_HI));
@@ -460,5 +481,21 @@ mod tests {
         let e = Superblock::read(&std::fs::File::open(&p).unwrap()).unwrap_err();
         assert!(e.to_string().contains("shorter"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_superblock_is_refused_with_the_field_named() {
+        let path = std::env::temp_dir().join(format!("sfe-btree-corrupt-{}", std::process::id()));
+        let sb = build_file(&path, 100, 512, 8, 1, |_| {}).unwrap();
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        assert_eq!(Superblock::read(&f).unwrap().depth, sb.depth);
+        for (off, v, want) in [(HDR + 8, 1000u64, "depth 1000"), (HDR + 8, 0, "depth 0"), (HDR + 16, 1024, "node size 1024")] {
+            let mut b = superblock_bytes(&sb);
+            b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+            f.write_all_at(&b, 0).unwrap();
+            let e = Superblock::read(&f).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }

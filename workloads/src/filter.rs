@@ -17,6 +17,8 @@ pub const FR_MIN: usize = 6;
 pub const FR_MAX: usize = 7;
 /// Bytes per hop.
 pub const BLOCK: usize = 4096;
+/// [`BLOCK`] as the u32 a read size is.
+pub const BLOCK_BYTES: u32 = 4096;
 
 /// The result of a filter-reduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +71,7 @@ fn set(s: &mut [u8], i: usize, v: u64) {
 
 /// The user-chain twin of `filter_reduce.c`.
 pub fn native() -> Function {
-    Function::native(BLOCK as u32, |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
+    Function::native(BLOCK_BYTES, |d: &[u8], s: &mut [u8], ctx: &mut XrpContext| {
         let acc = Reduced { sum: u64_at(s, FR_SUM * 8), count: u64_at(s, FR_COUNT * 8), min: u64_at(s, FR_MIN * 8), max: u64_at(s, FR_MAX * 8) };
         let r = acc.fold_block(&d[..BLOCK], u64_at(s, FR_LO * 8), u64_at(s, FR_HI * 8));
         set(s, FR_SUM, r.sum);

@@ -88,12 +88,12 @@ pub struct Layout {
     /// What the namespace holds: a block device (or a loop device's backing
     /// file), or the data file itself.
     pub source: PathBuf,
-    /// Byte offset in `source` of what the map's device offsets count from.
-    pub base: DevOffset,
     /// The data file's extents on `source`.
     pub map: Arc<ExtentMap>,
-    /// Kept open so a change to the file is seen (FIEMAP layouts only).
+    /// Kept open so a change to the file is seen (FIEMAP layouts).
     pub tracked: Option<TrackedFile>,
+    /// A regular file served as the namespace itself, and its stamp then.
+    pub watch: Option<(std::fs::File, ChangeStamp)>,
     /// How many extents, and whether the ext4 reader agreed.
     pub note: String,
 }
@@ -103,10 +103,13 @@ impl Layout {
     /// bypass engines would read stale blocks (never a wrong answer: the run
     /// stops instead).
     pub fn check_unchanged(&self) -> Result<()> {
-        if let Some(t) = &self.tracked {
-            if t.may_have_changed().context("checking the data file for changes")? {
-                bail!("the data file changed during the run (size or change time differ from when its extents were read); its blocks may have moved, so the run stops rather than read stale blocks");
-            }
+        let changed = match (&self.tracked, &self.watch) {
+            (Some(t), _) => t.may_have_changed().context("checking the data file for changes")?,
+            (None, Some((f, then))) => fs_extents::fiemap::stamp(f).context("checking the data file for changes")? != *then,
+            (None, None) => false,
+        };
+        if changed {
+            bail!("the data file changed during the run (its size or change time differ from when the run began); its blocks may have moved, so the run stops rather than report answers from stale blocks");
         }
         Ok(())
     }
@@ -119,7 +122,9 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
     let identity = |why: &str| -> Result<Layout> {
         let ext = Extent { logical: FileOffset(0), physical: DevOffset(0), len, kind: ExtentKind::Written };
         let map = ExtentMap::new(vec![ext], len, u64::from(EMU_BLOCK_BYTES), ChangeStamp::default()).context("extent map of the data file")?;
-        Ok(Layout { source: path.to_path_buf(), base: DevOffset(0), map: Arc::new(map), tracked: None, note: format!("namespace = the file itself ({why})") })
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let watch = if meta.file_type().is_file() { Some((fs_extents::fiemap::stamp(&f).context("reading the data file's change stamp")?, f)) } else { None }.map(|(s, f)| (f, s));
+        Ok(Layout { source: path.to_path_buf(), map: Arc::new(map), tracked: None, watch, note: format!("namespace = the file itself ({why})") })
     };
     if meta.file_type().is_block_device() {
         return identity("a block device");
@@ -148,7 +153,7 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
     }
     let agree = ext4_check(path, &meta, &source, base, &map)?;
     let note = format!("{} through {} extents on {}{}", path.display(), map.extents().len(), source.display(), agree);
-    Ok(Layout { source, base, map, tracked: Some(tracked), note })
+    Ok(Layout { source, map, tracked: Some(tracked), watch: None, note })
 }
 
 /// On ext4, reads the file's extents again with our user-space ext4 reader
@@ -212,10 +217,10 @@ pub struct ChainEngine {
 /// PCIe controller at `pci` whose namespace 1 holds the same bytes) and
 /// prepares the engine's function; `mode` is already resolved.
 #[allow(clippy::too_many_arguments)]
-pub fn start(kind: EngineKind, wk: Kind, data: &Data, layout: Layout, model: Latency, mode: Mode, reactors: usize, pci: Option<&str>) -> Result<ChainEngine> {
+pub fn start(kind: EngineKind, wk: Kind, data: &Data, mut layout: Layout, model: Latency, mode: Mode, reactors: usize, pci: Option<&str>) -> Result<ChainEngine> {
     let (ctrl, note) = match pci {
         Some(bdf) => pci_controller(bdf, model, &layout)?,
-        None => emulated_controller(&layout, model)?,
+        None => emulated_controller(&mut layout, model)?,
     };
     let registry = Arc::new(Registry::new());
     registry.add_tenant(TENANT);
@@ -286,21 +291,57 @@ fn pci_controller(bdf: &str, model: Latency, layout: &Layout) -> Result<(Arc<Con
 /// it reads the source itself (O_DIRECT where possible: the same device the
 /// kernel engines use); with one, it serves a snapshot of the source's bytes
 /// from memory and models the device.
-fn emulated_controller(layout: &Layout, model: Latency) -> Result<(Arc<Controller>, String)> {
-    let src = &layout.source;
+fn emulated_controller(layout: &mut Layout, model: Latency) -> Result<(Arc<Controller>, String)> {
+    let src = layout.source.clone();
     let (backing, note) = if model.is_none() {
-        let b = Backing::file_read_only(src).with_context(|| format!("opening {} as the emulated namespace", src.display()))?;
+        let b = Backing::file_read_only(&src).with_context(|| format!("opening {} as the emulated namespace", src.display()))?;
         let direct = matches!(&b, Backing::File(f) if f.is_direct());
         (b, format!("emulated NVMe reads {} ({})", src.display(), if direct { "O_DIRECT" } else { "page cache: no O_DIRECT here" }))
     } else {
         // The namespace needs every byte up to the file's last extent.
-        let end = layout.map.extents().iter().map(|e| e.physical.0 + e.len).max().unwrap_or(0) + layout.base.0;
-        let bytes = read_prefix(src, end)?;
-        (Backing::memory_from(bytes), format!("emulated NVMe serves a snapshot of {} from memory, device modelled: {model}", src.display()))
+        let end = layout.map.extents().iter().map(|e| e.physical.0 + e.len).max().unwrap_or(0);
+        let (bytes, what) = if end <= SNAPSHOT_MAX_BYTES {
+            (read_prefix(&src, end)?, format!("a snapshot of {}", src.display()))
+        } else {
+            (pack_extents(layout)?, format!("the file's extents of {} packed ({} is too large to snapshot)", src.display(), src.display()))
+        };
+        let (backing, mem) = match Backing::hugepages_from(&bytes) {
+            Ok(b) => (b, "2 MiB hugepages".to_string()),
+            Err(e) => (Backing::memory_from(bytes), format!("ordinary pages: no {} MiB of hugepages ({e})", end.div_ceil(1 << 20))),
+        };
+        (backing, format!("emulated NVMe serves {what} from {mem}, device modelled: {model}"))
     };
     let emu = EmulatedController::new(backing, EmuConfig { block_size: EMU_BLOCK_BYTES, latency: model, ..EmuConfig::default() }).context("emulated controller")?;
     let ctrl = Arc::new(Controller::attach(Arc::new(emu)).context("bringing up the emulated controller")?);
     Ok((ctrl, note))
+}
+
+/// Largest device prefix the emulated controller snapshots into memory;
+/// past it, only the data file's extents are copied (packed).
+const SNAPSHOT_MAX_BYTES: u64 = 1 << 30;
+
+/// Copies the file's written extents from the device into one buffer, back
+/// to back (each padded to a whole LBA), and points the layout's map at
+/// them: the same extents, so chains still cross them, at new device offsets.
+fn pack_extents(layout: &mut Layout) -> Result<Vec<u8>> {
+    let src = Backing::file_read_only(&layout.source).with_context(|| format!("opening {}", layout.source.display()))?;
+    let lba = u64::from(EMU_BLOCK_BYTES);
+    let mut out = Vec::new();
+    let mut moved = Vec::with_capacity(layout.map.extents().len());
+    for e in layout.map.extents() {
+        let at = out.len() as u64;
+        if e.kind == ExtentKind::Written {
+            let n = usize::try_from(e.len).context("extent too large for memory")?;
+            out.extend_from_slice(&src.snapshot(e.physical.0, n).with_context(|| format!("reading an extent of {}", layout.source.display()))?);
+        } else {
+            out.resize(out.len() + usize::try_from(e.len).context("extent too large")?, 0);
+        }
+        out.resize(usize::try_from((out.len() as u64).next_multiple_of(lba)).context("too large")?, 0);
+        moved.push(Extent { physical: DevOffset(at), ..*e });
+    }
+    let m = &layout.map;
+    layout.map = Arc::new(ExtentMap::new(moved, m.size(), m.block_size(), m.stamp()).context("the packed extent map")?);
+    Ok(out)
 }
 
 /// The first `len` bytes of a file or device (rounded up to a whole LBA,

@@ -90,7 +90,7 @@ impl Logic {
         }
         // The bundled workloads ask for one read per hop (fanout 1).
         match (0..chaining::FANOUT_MAX).find(|&i| ctx.size[i] != 0) {
-            Some(i) if ctx.size[i] as usize <= BUF_BYTES => Ok(Some((ctx.next_addr[i], ctx.size[i] as usize))),
+            Some(i) if ctx.size[i] <= BUF_BYTES as u64 => Ok(Some((ctx.next_addr[i], usize::try_from(ctx.size[i])?))),
             Some(i) => bail!("the function asked for a read of {} bytes", ctx.size[i]),
             None => Ok(None),
         }

@@ -34,8 +34,7 @@ impl Uring {
         if sqpoll {
             b.setup_sqpoll(2000);
         }
-        // slots <= SLOTS_MAX fits u32.
-        let entries = (slots as u32).next_power_of_two();
+        let entries = u32::try_from(slots)?.next_power_of_two();
         let ring = b.build(entries).context("creating an io_uring (kernel too old, or io_uring disabled by sysctl kernel.io_uring_disabled?)")?;
         let bufs = (0..slots).map(|_| pool.alloc(buf_len).context("allocating an aligned read buffer")).collect::<Result<Vec<_>>>()?;
         Ok(Uring { ring, file, bufs, busy: vec![false; slots], in_flight: 0 })
@@ -97,7 +96,7 @@ impl Uring {
                 continue;
             }
             // res >= 0 checked above.
-            out.push((i, res as usize));
+            out.push((i, usize::try_from(res).unwrap_or(0)));
         }
         match err {
             Some(e) => Err(e),

@@ -122,7 +122,7 @@ where
         let line = colour.stroke_width(2);
         chart
             .draw_series(LineSeries::new(s.points.iter().copied(), line))?
-            .label(s.engine.as_str())
+            .label(s.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], line));
         if c.markers {
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
@@ -189,6 +189,9 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
 }
 
 fn colour(engine: &str, index: usize) -> RGBColor {
+    if engine == super::select::FLOOR {
+        return RGBColor(128, 128, 128);
+    }
     match ENGINES.iter().position(|e| *e == engine) {
         Some(k) => ENGINE_COLOURS[k],
         None => {

@@ -46,6 +46,9 @@ pub(crate) enum XAxis {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Series {
     pub engine: String,
+    /// Legend text: the engine, and for the kernel engines what they read
+    /// through ("pread: ext4 on /dev/zram1, O_DIRECT").
+    pub label: String,
     pub points: Vec<(f64, f64)>,
 }
 
@@ -67,8 +70,9 @@ pub(crate) fn latency_vs_depth(results: &[RunResult]) -> Option<LineChart> {
             .iter()
             .filter(|r| r.workload == w && r.threads == threads && r.qd == qd)
             .collect();
-        let series = sweep(&pts, |r| r.depth, |r| r.lat_avg_us);
+        let mut series = sweep(&pts, |r| r.depth, |r| r.lat_avg_us);
         let ticks = distinct_x(&series);
+        series.extend(floor_series(&pts, &ticks));
         (ticks.len() >= 2).then(|| LineChart {
             file_stem: "latency_vs_depth".into(),
             title: "Lookup latency vs B+-tree depth".into(),
@@ -175,6 +179,7 @@ fn cdf_chart(at: &[&RunResult], what: &str) -> Option<LineChart> {
             }
             points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
             Series {
+                label: legend(engine, at),
                 engine: engine.to_string(),
                 points,
             }
@@ -249,6 +254,7 @@ fn sweep(
     }
     acc.into_iter()
         .map(|((_, engine), by_x)| Series {
+            label: legend(engine, pts),
             engine: engine.to_string(),
             points: by_x
                 .into_iter()
@@ -256,6 +262,26 @@ fn sweep(
                 .collect(),
         })
         .collect()
+}
+
+/// The legend text of an engine: kernel engines name the file system and
+/// device they read through.
+fn legend(engine: &str, pts: &[&RunResult]) -> String {
+    let dev = pts.iter().find(|r| r.engine == engine).map_or("", |r| r.device.as_str());
+    if matches!(engine, "pread" | "io_uring") && !dev.is_empty() {
+        format!("{engine}: {dev}")
+    } else {
+        engine.to_string()
+    }
+}
+
+/// Name of the series that draws the modelled device time alone.
+pub(crate) const FLOOR: &str = "device floor";
+
+/// depth x L at each depth, when device time was modelled.
+fn floor_series(pts: &[&RunResult], depths: &[f64]) -> Option<Series> {
+    let l = pts.iter().map(|r| r.device_us_per_read).find(|&l| l > 0.0 && l.is_finite())?;
+    Some(Series { engine: FLOOR.into(), label: format!("device floor (depth x {l:.1} us)"), points: depths.iter().map(|&d| (d, d * l)).collect() })
 }
 
 fn mean(ys: &[f64]) -> f64 {

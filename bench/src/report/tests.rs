@@ -69,6 +69,7 @@ fn point(engine: &str, workload: &str, depth: u32, threads: u32, spread: f64) ->
         cdf,
         how: String::new(),
         device: String::new(),
+        device_us_per_read: 0.0,
     }
 }
 
@@ -333,4 +334,34 @@ fn run_reads_json_and_writes_next_to_it_by_default() {
         default_out_dir(Path::new("out/r.json")),
         PathBuf::from("out")
     );
+}
+
+#[test]
+fn depth_chart_draws_the_device_floor_and_names_the_kernel_device() {
+    let mut rs: Vec<RunResult> = [1, 3, 6]
+        .into_iter()
+        .flat_map(|d| [point("pread", "lookup-uniform", d, 1, 4.0), point("bpf-chain", "lookup-uniform", d, 1, 4.0)])
+        .collect();
+    for r in &mut rs {
+        r.device_us_per_read = 3.2;
+        if r.engine == "pread" {
+            r.device = "ext4 on /dev/zram1, O_DIRECT".into();
+        }
+    }
+    let c = select::latency_vs_depth(&rs).unwrap();
+    let floor = c.series.iter().find(|s| s.engine == select::FLOOR).expect("a floor series");
+    let want = [(1.0, 3.2), (3.0, 9.6), (6.0, 19.2)];
+    assert_eq!(floor.points.len(), want.len());
+    for (got, want) in floor.points.iter().zip(want) {
+        assert!(got.0 == want.0 && (got.1 - want.1).abs() < 1e-9, "{got:?} vs {want:?}");
+    }
+    let pread = c.series.iter().find(|s| s.engine == "pread").unwrap();
+    assert_eq!(pread.label, "pread: ext4 on /dev/zram1, O_DIRECT");
+    let bpf = c.series.iter().find(|s| s.engine == "bpf-chain").unwrap();
+    assert_eq!(bpf.label, "bpf-chain");
+    // Without a model there is no floor.
+    for r in &mut rs {
+        r.device_us_per_read = 0.0;
+    }
+    assert!(select::latency_vs_depth(&rs).unwrap().series.iter().all(|s| s.engine != select::FLOOR));
 }

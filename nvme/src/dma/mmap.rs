@@ -54,6 +54,36 @@ impl Mapping {
     }
 }
 
+/// A mapping that no device is ever given: plain process memory (an
+/// emulated namespace's bytes), so borrowing it as a slice is sound.
+#[derive(Debug)]
+pub struct PrivateMemory {
+    map: Mapping,
+    len: usize,
+}
+
+impl PrivateMemory {
+    /// `len` bytes (rounded up to whole hugepages in the mapping) of 2 MiB
+    /// hugepages, zero-filled; an error when not enough hugepages are free.
+    pub fn hugepages(len: usize) -> io::Result<PrivateMemory> {
+        let whole = len.max(1).div_ceil(HUGEPAGE_SIZE) * HUGEPAGE_SIZE;
+        Ok(PrivateMemory { map: Mapping::new(whole, false)?, len })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes of a live anonymous mapping owned by `self`
+        // (fresh mappings are zero-filled, so every byte is initialised);
+        // no device is given its address, so only Rust code touches it, and
+        // `&self` rules out a writer.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, with `&mut self` making the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr(), self.len) }
+    }
+}
+
 fn map(len: usize, extra_flags: libc::c_int) -> io::Result<NonNull<u8>> {
     // SAFETY: an anonymous private mapping with no address hint touches no
     // existing memory; the result is checked against MAP_FAILED below.

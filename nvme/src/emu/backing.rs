@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use crate::dma::mmap::PrivateMemory;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 /// Alignment O_DIRECT transfers keep to (offset, length and buffer).
@@ -35,10 +36,36 @@ impl Bounce {
     }
 }
 
+/// The bytes of an in-memory namespace: heap memory, or 2 MiB hugepages.
+#[derive(Debug)]
+pub enum MemStore {
+    Heap(Vec<u8>),
+    Hugepages(PrivateMemory),
+}
+
+impl std::ops::Deref for MemStore {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            MemStore::Heap(v) => v,
+            MemStore::Hugepages(m) => m.as_slice(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for MemStore {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            MemStore::Heap(v) => v,
+            MemStore::Hugepages(m) => m.as_mut_slice(),
+        }
+    }
+}
+
 /// The namespace's storage.
 #[derive(Debug)]
 pub enum Backing {
-    Memory(RwLock<Vec<u8>>),
+    Memory(RwLock<MemStore>),
     File(FileStore),
 }
 
@@ -68,12 +95,26 @@ impl Backing {
         let mut v = Vec::new();
         v.try_reserve_exact(n).map_err(|_| io::Error::other(format!("cannot allocate {len} bytes for the in-memory namespace")))?;
         v.resize(n, 0);
-        Ok(Backing::Memory(RwLock::new(v)))
+        Ok(Backing::Memory(RwLock::new(MemStore::Heap(v))))
     }
 
     /// An in-memory namespace holding `bytes`.
     pub fn memory_from(bytes: Vec<u8>) -> Backing {
-        Backing::Memory(RwLock::new(bytes))
+        Backing::Memory(RwLock::new(MemStore::Heap(bytes)))
+    }
+
+    /// An in-memory namespace holding `bytes`, copied into 2 MiB hugepages
+    /// (fewer TLB misses over a large namespace); an error when not enough
+    /// hugepages are free.
+    pub fn hugepages_from(bytes: &[u8]) -> io::Result<Backing> {
+        let mut m = PrivateMemory::hugepages(bytes.len())?;
+        m.as_mut_slice().copy_from_slice(bytes);
+        Ok(Backing::Memory(RwLock::new(MemStore::Hugepages(m))))
+    }
+
+    /// Whether the namespace lives in hugepages.
+    pub fn is_hugepages(&self) -> bool {
+        matches!(self, Backing::Memory(m) if matches!(*m.read().unwrap_or_else(|p| p.into_inner()), MemStore::Hugepages(_)))
     }
 
     /// A namespace backed by the file at `path` (created, or grown to
