@@ -36,8 +36,8 @@ fn must(cmd: &mut Command) -> Output {
 
 /// The pkg-config file for the libraries in `lib`, written into `dir`.
 fn pc_file(dir: &Path, lib: &Path) {
-    let tmpl = std::fs::read_to_string(manifest().join("../libsfe/sfe.pc.in")).expect("sfe.pc.in");
-    let inc = manifest().join("../libsfe/include").canonicalize().expect("libsfe/include");
+    let tmpl = std::fs::read_to_string(manifest().join("sfe.pc.in")).expect("sfe.pc.in");
+    let inc = manifest().join("include").canonicalize().expect("libsfe/include");
     let pc = tmpl.replace("@PREFIX@", &lib.display().to_string()).replace("@INCLUDEDIR@", &inc.display().to_string()).replace("@LIBDIR@", &lib.display().to_string());
     std::fs::write(dir.join("sfe.pc"), pc).expect("write sfe.pc");
 }
@@ -63,12 +63,30 @@ struct Built {
     shim: PathBuf,
 }
 
-fn build() -> Built {
-    let lib = target_dir();
-    let shim = lib.join("libsfe_xrp.so");
-    assert!(lib.join("libsfe.so").exists(), "{} missing: cargo builds it with this test", lib.join("libsfe.so").display());
-    assert!(shim.exists(), "{} missing: cargo builds it with this test", shim.display());
-    let dir = std::env::temp_dir().join(format!("sfe-c-apps-{}", std::process::id()));
+/// The preload shim, a separate package: built here (same profile and
+/// target directory) when `cargo test -p libsfe` has not built it.
+fn shim(lib: &Path) -> PathBuf {
+    let so = lib.join("libsfe_xrp.so");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args(["build", "--offline", "-p", "libsfe-xrp"]).current_dir(manifest());
+    if lib.file_name().is_some_and(|p| p == "release") {
+        c.arg("--release");
+    }
+    if let Some(t) = lib.parent() {
+        c.env("CARGO_TARGET_DIR", t);
+    }
+    must(&mut c);
+    assert!(so.exists(), "{} missing after building libsfe-xrp", so.display());
+    so
+}
+
+fn build(tag: &str) -> Built {
+    let target = target_dir();
+    // `cargo build` puts libsfe.so in target/<profile>; `cargo test` leaves it in deps/.
+    let lib = [target.clone(), target.join("deps")].into_iter().find(|d| d.join("libsfe.so").exists()).unwrap_or_else(|| panic!("libsfe.so is in neither {0} nor {0}/deps", target.display()));
+    let shim = shim(&target);
+    let dir = std::env::temp_dir().join(format!("sfe-c-apps-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let c = manifest().join("tests/c");
@@ -105,7 +123,7 @@ fn database(fs: &ScratchFs, name: &str, keys: u64) -> PathBuf {
 
 #[test]
 fn xrp_app_linked_and_preloaded_answers_match_plain_reads() {
-    let b = build();
+    let b = build("app");
     let fs = ScratchFs::create(64 << 20, Prefer::Any).expect("a scratch ext4 on a RAM-backed block device (root needed)");
     let db = database(&fs, "db.sfe", 20_000);
     fs.sync().unwrap();
@@ -153,7 +171,7 @@ fn xrp_app_linked_and_preloaded_answers_match_plain_reads() {
 
 #[test]
 fn error_paths_from_c() {
-    let b = build();
+    let b = build("errors");
     let fs = ScratchFs::create(64 << 20, Prefer::Any).expect("a scratch ext4 on a RAM-backed block device (root needed)");
     let db = database(&fs, "grow.sfe", 5_000);
     fs.sync().unwrap();
