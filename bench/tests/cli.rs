@@ -147,10 +147,11 @@ fn suite_smoke_runs_every_point_and_writes_results() {
 
 /// Runs sfbench and returns its output and peak resident memory (KiB), from
 /// wait4's rusage of that one child.
+#[allow(clippy::zombie_processes)] // waited for with wait4, below
 fn sfbench_rss(args: &[&str]) -> (Output, u64) {
     use std::os::unix::process::ExitStatusExt;
     let child = Command::new(env!("CARGO_BIN_EXE_sfbench")).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run sfbench");
-    let pid = child.id() as libc::pid_t;
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     use std::io::Read;
     let (mut so, mut se) = (child.stdout.unwrap(), child.stderr.unwrap());
@@ -167,7 +168,7 @@ fn sfbench_rss(args: &[&str]) -> (Output, u64) {
     // SAFETY: `pid` is our child, not yet waited for (Child is never waited on).
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(rc, pid);
-    (Output { status: std::process::ExitStatus::from_raw(status), stdout: out, stderr: err }, ru.ru_maxrss as u64)
+    (Output { status: std::process::ExitStatus::from_raw(status), stdout: out, stderr: err }, u64::try_from(ru.ru_maxrss).unwrap())
 }
 
 #[test]

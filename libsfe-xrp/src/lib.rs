@@ -144,7 +144,9 @@ fn engine() -> Result<*mut sfe_engine, c_int> {
 
 fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: the slot is this thread's, valid for the thread's life.
+    unsafe { *slot = e };
 }
 
 fn xrp_prog_type() -> c_int {
@@ -244,8 +246,10 @@ pub unsafe extern "C" fn bpf_object__close(obj: *mut c_void) {
     }
     let f = real(&REAL_OBJECT_CLOSE);
     if !f.is_null() {
-        // SAFETY: the real function has this signature; the caller's argument.
-        unsafe { std::mem::transmute::<*mut c_void, ObjectCloseFn>(f)(obj) };
+        // SAFETY: dlsym found libbpf's bpf_object__close, of this signature.
+        let f = unsafe { std::mem::transmute::<*mut c_void, ObjectCloseFn>(f) };
+        // SAFETY: the caller's argument, passed on.
+        unsafe { f(obj) };
     }
 }
 
@@ -271,8 +275,10 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         set_errno(libc::ENOSYS);
         return -1;
     }
-    // SAFETY: the C library's close.
-    unsafe { std::mem::transmute::<*mut c_void, CloseFn>(f)(fd) }
+    // SAFETY: dlsym found the C library's close, of this signature.
+    let f = unsafe { std::mem::transmute::<*mut c_void, CloseFn>(f) };
+    // SAFETY: the caller's argument, passed on.
+    unsafe { f(fd) }
 }
 
 /// `syscall(2)`. `SYS_READ_XRP` (445) runs the chain through libsfe and
@@ -292,8 +298,10 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, 
             set_errno(libc::ENOSYS);
             return -1;
         }
-        // SAFETY: the C library's syscall, called with the caller's arguments.
-        return unsafe { std::mem::transmute::<*mut c_void, SyscallFn>(f)(n, a1, a2, a3, a4, a5, a6) };
+        // SAFETY: dlsym found the C library's syscall, read as six longs (see above).
+        let f = unsafe { std::mem::transmute::<*mut c_void, SyscallFn>(f) };
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { f(n, a1, a2, a3, a4, a5, a6) };
     }
     // read_xrp(fd, buf, count, offset, prog_fd, scratch)
     let r = std::panic::catch_unwind(|| -> Result<c_long, c_int> {

@@ -92,7 +92,7 @@ fn main() {
         for i in from..from + n {
             scratch[0] = 2 * ((i * 7919) % sb.keys) + 2;
             // SAFETY: the engine is open; buf is 4096 bytes, scratch 4096 bytes.
-            let r = unsafe { sfe::ffi::sfe_read_xrp(e, dbf.as_raw_fd(), buf.as_mut_ptr().cast(), 4096, sb.root as i64, h, scratch.as_mut_ptr().cast()) };
+            let r = unsafe { sfe::ffi::sfe_read_xrp(e, dbf.as_raw_fd(), buf.as_mut_ptr().cast(), 4096, i64::try_from(sb.root).unwrap(), h, scratch.as_mut_ptr().cast()) };
             assert!(r == 4096 && scratch[2] == 1);
         }
         t0.elapsed().as_nanos() as f64 / n as f64

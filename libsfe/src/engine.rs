@@ -259,8 +259,8 @@ impl ThreadQueue {
     /// This queue's instance of program `prog`, made on first use.
     fn prog(&mut self, engine: &Engine, prog: i32) -> Result<(ProgId, u32), Error> {
         let spec = engine.prog(prog)?;
-        // `prog` is a valid index (engine.prog found it).
-        let i = prog as usize;
+        // `prog` is a valid index (engine.prog found it), so non-negative.
+        let i = usize::try_from(prog).map_err(|_| Error::UnknownProg(prog.into()))?;
         if self.progs.len() <= i {
             self.progs.resize(i + 1, None);
         }

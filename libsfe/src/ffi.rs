@@ -280,7 +280,7 @@ pub unsafe extern "C" fn sfe_read_xrp(e: *mut sfe_engine, fd: c_int, buf: *mut c
         Ok(result_of(&o, count))
     });
     // ssize_t holds every count (a u32) and errno.
-    r as ssize_t
+    ssize_t::try_from(r).unwrap_or(-(libc::EOVERFLOW as ssize_t))
 }
 
 /// Starts `read_xrp` asynchronously on the calling thread's queue pair;
@@ -324,7 +324,9 @@ pub unsafe extern "C" fn sfe_poll(e: *mut sfe_engine, out: *mut sfe_completion, 
             unsafe { deliver(dest, &o) };
             let c = sfe_completion { user_data, result: result_of(&o, dest.count), status: SfeStatus::of(&o.status), hops: o.hops };
             // SAFETY: `i < max` (poll hands at most `max`), `out` valid for `max` entries.
-            unsafe { out.add(i).write(c) };
+            let slot = unsafe { out.add(i) };
+            // SAFETY: as above: in bounds and writable.
+            unsafe { slot.write(c) };
             i += 1;
         })?;
         i64::try_from(n).map_err(|_| Error::Invalid { what: "max", why: "too large".into() })

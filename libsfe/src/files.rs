@@ -52,7 +52,7 @@ fn fstat(fd: RawFd) -> Result<Stat, Error> {
     #[allow(clippy::unnecessary_cast)] // the field types differ between targets
     Ok(Stat {
         key: (st.st_dev as u64, st.st_ino as u64),
-        size: st.st_size as u64,
+        size: u64::try_from(st.st_size).unwrap_or(0),
         ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
         regular: (st.st_mode & libc::S_IFMT) == libc::S_IFREG,
     })

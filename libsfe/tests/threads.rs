@@ -47,7 +47,7 @@ fn threads_each_run_their_chains_to_completion() {
                     scratch.fill(0);
                     scratch[..8].copy_from_slice(&key.to_le_bytes());
                     // SAFETY: the engine is open; buf and scratch are large enough.
-                    let r = unsafe { sfe_read_xrp(shared.0, file.as_raw_fd(), buf.as_mut_ptr().cast(), 4096, sb.root as i64, prog, scratch.as_mut_ptr().cast()) };
+                    let r = unsafe { sfe_read_xrp(shared.0, file.as_raw_fd(), buf.as_mut_ptr().cast(), 4096, i64::try_from(sb.root).unwrap(), prog, scratch.as_mut_ptr().cast()) };
                     assert_eq!(r, 4096, "thread {t} key {key}: {}", last_error());
                     let word = |i: usize| u64::from_le_bytes(scratch[i * 8..i * 8 + 8].try_into().unwrap());
                     let (want, _) = btree::reference_lookup(&file, sb, key).unwrap();
