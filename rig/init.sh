@@ -65,6 +65,22 @@ sfbench run --db /dev/$DEV --pci $VFIO --workload lookup-uniform \
     || fail "sfbench run with all four engines failed (see above)"
 step "(b) done in $(( $(date +%s) - T0 )) s"
 
+step "(c) sfbench perf: refuses to write the controller without --allow-write"
+if sfbench perf --pci $VFIO --engines spdk-style -w randwrite -t 0.2 > /tmp/perfneg.log 2>&1; then fail "sfbench perf wrote a PCIe controller without --allow-write"; fi
+grep -q -- "--allow-write" /tmp/perfneg.log || { cat /tmp/perfneg.log; fail "the refusal does not name --allow-write"; }
+
+step "(c) sfbench perf on every engine: write pass, read pass comparing content, timed randrw checking every read"
+T0=$(date +%s)
+sfbench perf --pci $VFIO --dev /dev/$DEV --allow-write --verify --engines spdk-style,io_uring,psync \
+    -w randrw -M 50 -q 8 -o 4k -t 1 -a 0.1 --size 8M > /tmp/perf.log 2>&1 \
+    || { cat /tmp/perf.log; fail "sfbench perf failed (see above)"; }
+grep -E '^(verify|spdk-style|io_uring|psync|perf)' /tmp/perf.log
+for e in spdk-style io_uring psync; do
+    grep -q "verify: $e wrote 2048 blocks of 4096 B, read 2048 back: all match" /tmp/perf.log || fail "sfbench perf: $e was not verified"
+    grep -qE "^$e +1 +[0-9]+ +[0-9]" /tmp/perf.log || fail "sfbench perf: no figures for $e"
+done
+step "(c) done in $(( $(date +%s) - T0 )) s"
+
 step "(a) pci_check through vfio-pci"
 pci_check $VFIO --ops 100 || fail "pci_check through vfio-pci"
 

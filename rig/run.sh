@@ -13,6 +13,10 @@
 #   (b) `sfbench run` with all four engines: pread and io_uring on the
 #       kernel-bound controller's /dev/nvme*n1, user-chain and bpf-chain on the
 #       vfio-bound controller (--pci), answers checked against the reference;
+#   (c) `sfbench perf` on every engine (spdk-style on the vfio-bound
+#       controller, io_uring and psync on the kernel-bound one): a write pass
+#       and a read pass comparing every block, then a timed randrw run that
+#       checks every read; and its refusal to write without --allow-write;
 #   (a) pci_check through vfio-pci, then again through uio_pci_generic
 #       (random writes read back, LBA out of range, invalid opcode/namespace);
 #   `sfbench setup --bind` refusing a controller with a mounted file system
@@ -104,7 +108,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 \
 QRC=$?
 set -e
 ELAPSED=$(( $(date +%s) - START ))
-grep -E '^(rig|RIG|PCI_CHECK|pci_check|engine|pread|io_uring|io-uring|user-chain|bpf-chain|note|error)' "$LOG" | tr -d '\r' || true
+grep -E '^(rig|RIG|PCI_CHECK|pci_check|engine|pread|io_uring|io-uring|user-chain|bpf-chain|spdk-style|psync|verify|perf|note|error)' "$LOG" | tr -d '\r' || true
 if [ $QRC = 124 ]; then
     fail "QEMU did not finish within ${TIMEOUT}s (serial log: $LOG)"
 fi

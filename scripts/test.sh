@@ -7,10 +7,12 @@ bash scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
 # As root (CI), the loop-mount tests must run, not skip.
 if [ "$(id -u)" = 0 ]; then export FS_EXTENTS_REQUIRE_MOUNT=1; fi
+echo "== format (cargo fmt --check: a formatting difference fails the run)"
+cargo fmt --all --check
+echo "== clippy (-D warnings: any warning fails the run)"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== build (all targets)"
 cargo build --workspace --all-targets --locked
-echo "== clippy (unsafe documentation lints are errors)"
-cargo clippy --workspace --all-targets --locked -q 2>&1 | grep -E "^error" -A12 && exit 1 || true
 echo "== tests"
 cargo test --workspace --locked 2>&1 | tee /tmp/sfe-test.log
 # A summary line that the CI log reader understands.

@@ -11,6 +11,7 @@ mod byop;
 mod demo;
 mod engine;
 mod mkdb;
+mod perf;
 mod report;
 mod results;
 mod run;
@@ -26,7 +27,8 @@ use clap::{Parser, Subcommand};
     version,
     about = "Userspace storage-function engine: kernel-bypass NVMe + verified eBPF, benchmarked against the kernel path",
     after_help = "Start with `sfbench suite` (the whole comparison on the emulated controller, about a minute).\n\
-                  Then: `sfbench mkdb --out db.sfe --keys 1000000` and `sfbench run --db db.sfe --device-latency optane`."
+                  Then: `sfbench mkdb --out db.sfe --keys 1000000` and `sfbench run --db db.sfe --device-latency optane`.\n\
+                  Raw I/O, SPDK perf style: `sfbench perf -q 32 -o 4096 -w randread -t 10 -L`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +42,9 @@ enum Cmd {
     Suite(suite::Args),
     /// Run one workload on the engines and thread counts you choose.
     Run(run::Args),
+    /// Raw I/O benchmark in SPDK perf's terms: our driver (spdk-style) against io_uring and psync
+    /// on the same device; IOPS, latency percentiles, CPU time per I/O.
+    Perf(perf::Args),
     /// Build a B+-tree key-value database (the format the bundled programs read).
     Mkdb(mkdb::Args),
     /// Write a file of u64 values for the filter workload.
@@ -61,6 +66,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Suite(a) => suite::run(a),
         Cmd::Run(a) => run::run(a),
+        Cmd::Perf(a) => perf::run(a),
         Cmd::Mkdb(a) => mkdb::run(a).map(|_| ()),
         Cmd::Mknums(a) => mkdb::nums(a),
         Cmd::Byop(a) => byop::run(a),

@@ -27,10 +27,12 @@ use anyhow::Context;
 
 use crate::results::Report;
 
+pub(crate) use select::{LineChart, Series, XAxis};
+
 /// `sfbench report --input results.json --out DIR`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The JSON file `sfbench run` wrote.
+    /// The JSON file `sfbench run`, `suite` or `perf` wrote.
     #[arg(long, value_name = "PATH")]
     pub input: PathBuf,
     /// Directory for the charts, created if missing (default: the input's
@@ -43,15 +45,21 @@ pub struct Args {
 /// missing), as SVG and PNG, and returns the paths written. Charts whose data
 /// is absent (e.g. only one depth measured) are skipped, not empty.
 pub fn render(report: &Report, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    draw_all(&select::charts(&report.results), out_dir)
+}
+
+/// Draws `charts` into `out_dir` (created if missing) as SVG and PNG; the
+/// paths written.
+pub(crate) fn draw_all(charts: &[LineChart], out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create the chart directory {}", out_dir.display()))?;
     let mut written = Vec::new();
-    for chart in select::charts(&report.results) {
+    for chart in charts {
         let svg = out_dir.join(format!("{}.svg", chart.file_stem));
-        draw::svg(&chart, &svg).with_context(|| format!("cannot write {}", svg.display()))?;
+        draw::svg(chart, &svg).with_context(|| format!("cannot write {}", svg.display()))?;
         written.push(svg);
         let png = out_dir.join(format!("{}.png", chart.file_stem));
-        draw::png(&chart, &png).with_context(|| format!("cannot write {}", png.display()))?;
+        draw::png(chart, &png).with_context(|| format!("cannot write {}", png.display()))?;
         written.push(png);
     }
     Ok(written)
@@ -60,8 +68,14 @@ pub fn render(report: &Report, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// `sfbench report --input results.json --out DIR`: reads the JSON a run
 /// wrote and renders it, printing the paths written.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| default_out_dir(&a.input));
+    if let Some(perf) = crate::perf::chart::load_if_perf(&a.input)? {
+        for p in crate::perf::chart::render(&perf, &out)? {
+            println!("{}", p.display());
+        }
+        return Ok(());
+    }
     let report = load(&a.input)?;
-    let out = a.out.unwrap_or_else(|| default_out_dir(&a.input));
     let written = render(&report, &out)?;
     if written.is_empty() {
         println!(

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "pread,io-uring,user-chain,bpf-chain")]
     pub engines: Vec<EngineKind>,
     /// Client thread counts to measure, comma separated (more than cores is fine).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub threads: Vec<u32>,
     /// Operations in flight per client thread (userspace engines and io_uring; pread runs one at a time).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]

@@ -40,7 +40,10 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
         Some(mb) => {
-            let after = setup::reserve(mb)?;
+            let after = match setup::reserve(mb) {
+                Err(e @ setup::SetupError::NotRoot { .. }) => return Err(anyhow::Error::new(e).context(format!("run it as root: sudo sfbench setup --hugemem {mb}"))),
+                r => r?,
+            };
             if after.total == before.total {
                 println!("hugepages: {} already reserved ({} MiB), enough for {mb} MiB; nothing changed", after.total, after.total_bytes() >> 20);
             } else {

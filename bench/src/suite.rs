@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, default_value = "optane", value_parser = Latency::parse)]
     pub device_latency: Latency,
     /// Client thread counts of the sweep at depth 6.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub threads: Vec<u32>,
     /// Where the data files live: auto (zram as root, else a loop device, else plain files),
     /// zram, loop, or files (plain files in --out, read through the page cache).

@@ -139,8 +139,7 @@ fn suite_smoke_runs_every_point_and_writes_results() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("pread / bpf-chain"), "{t}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
-    // 3 depths x 4 engines + 1 extra thread count x 4 engines + a range
-    // scan and filter-reduce on 4 engines each (added to the suite in 3d6565a).
+    // 3 depths x 4 engines + 1 extra thread count x 4 engines + range and filter x 4 engines.
     assert_eq!(report["results"].as_array().unwrap().len(), 24);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -234,4 +233,72 @@ fn byop_errors_are_said_once_and_blame_the_right_thing() {
     let t = text(&o);
     assert_eq!(t.matches("No such file").count(), 1, "{t}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn perf_runs_every_engine_with_writes_verified() {
+    let d = tmp("perf");
+    let json = d.join("p.json").to_string_lossy().into_owned();
+    let charts = d.join("charts").to_string_lossy().into_owned();
+    let o = sfbench(&[
+        "perf", "-q", "1,4", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "0.3", "-a", "0.05", "--size", "16M", "--verify",
+        "--engines", "spdk-style,io_uring,psync", "-L", "--json", &json, "--charts", &charts,
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for e in ["spdk-style", "io_uring", "psync"] {
+        assert!(t.lines().any(|l| l.starts_with(e)), "{e} missing in:\n{t}");
+        assert!(t.contains(&format!("verify: {e} wrote 4096 blocks of 4096 B, read 4096 back: all match")), "{e} not verified:\n{t}");
+    }
+    assert!(t.contains("latency histogram: spdk-style qd 4"), "{t}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rs = report["results"].as_array().unwrap();
+    assert_eq!(rs.len(), 6, "3 engines x 2 queue depths");
+    for r in rs {
+        assert!(r["reads"].as_u64().unwrap() > 0 && r["writes"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["reads"], r["verified_reads"], "every timed read is compared: {r}");
+        assert!(r["cpu_ns_per_io"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(std::path::Path::new(&charts).join("perf_iops_vs_qd.png").exists());
+    // The report command renders the same charts from the JSON.
+    let o = sfbench(&["report", "--input", &json, "--out", &d.join("again").to_string_lossy()]);
+    assert!(o.status.success() && text(&o).contains("perf_cpu_ns_per_io_vs_qd.svg"), "{}", text(&o));
+    // A device model: the emulated controller serves a snapshot, the kernel engines wait it out.
+    let o = sfbench(&["perf", "-q", "2", "-t", "0.2", "-a", "0", "--size", "16M", "--device-latency", "20", "--verify"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("MODELLED") && t.contains("memory snapshot"), "{t}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn perf_bad_options_are_clear_errors() {
+    let cases: [(&[&str], &str); 9] = [
+        (&["-q", "5000", "--engines", "spdk-style"], "above the queue size"),
+        (&["-q", "5000", "--engines", "io_uring"], "above the queue size"),
+        (&["-o", "1000"], "multiple of the block size"),
+        (&["--pci", "0000:00:04.0", "--engines", "spdk-style", "-w", "randwrite"], "--allow-write"),
+        (&["--pci", "0000:00:04.0", "--engines", "spdk-style", "-w", "read", "--verify"], "--allow-write"),
+        (&["-c", "0"], "give 1 to 64 threads"),
+        (&["--engines", "aio"], "no well-kept Linux AIO crate"),
+        (&["-w", "randrw"], "needs -M"),
+        (&["-w", "read", "-F", "1.1"], "-F applies to the random patterns"),
+    ];
+    for (args, want) in cases {
+        let mut v = vec!["perf"];
+        v.extend_from_slice(args);
+        let o = sfbench(&v);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(text(&o).contains(want), "{args:?}: want {want:?} in:\n{}", text(&o));
+    }
+    // 512-byte I/Os on a device with 4 KiB logical blocks (zram as root; a file otherwise).
+    let o = sfbench(&["perf", "-o", "512", "--size", "16M", "-t", "0.1"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a multiple of"), "{}", text(&o));
+    // A --dev block device is not written without --allow-write (the check comes before any I/O).
+    if std::path::Path::new("/dev/zram0").exists() {
+        let o = sfbench(&["perf", "--dev", "/dev/zram0", "-w", "randwrite", "-t", "0.1"]);
+        assert!(!o.status.success());
+        assert!(text(&o).contains("--allow-write"), "{}", text(&o));
+    }
 }

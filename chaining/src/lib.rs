@@ -20,7 +20,7 @@ pub mod status;
 pub mod tenant;
 
 pub use function::{Function, NativeFn};
-pub use queue::{ChainError, ChainQueue, QueueConfig, QueueStats};
+pub use queue::{ChainError, ChainLimits, ChainQueue, Footprint, QueueConfig, QueueStats, Refused, BACKLOG_PER_TENANT_MAX, CHAINS_IN_FLIGHT_MAX};
 pub use reactor::{Engine, EngineConfig, EngineError, FunctionFactory};
 pub use request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, SCRATCH_SIZE};
 pub use status::{ChainOutcome, ChainStatus};

@@ -6,6 +6,14 @@
 //! reads the function asks for back into the backlog, to be issued in the
 //! same poll. Every way a chain can fail ends only that chain: reads it still
 //! has in flight complete into a closed chain and are dropped.
+//!
+//! Limits ([`ChainLimits`], STYLE item 6): chains in flight per queue, reads
+//! waiting per tenant, and the device deadline per read. At a limit a chain
+//! is refused ([`ChainQueue::try_submit`] hands it back; `submit` ends it with
+//! [`ChainStatus::Busy`]): memory never grows past the limits. A read past
+//! its deadline ends its chain with [`ChainStatus::Timeout`]; a queue pair
+//! that fails ends every chain on it with [`ChainStatus::QueueFailed`], and
+//! every chain submitted afterwards, so nothing waits forever.
 
 use crate::function::Function;
 use crate::request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, HOPS_MAX_LIMIT, SCRATCH_SIZE};
@@ -13,9 +21,15 @@ use crate::status::{ChainOutcome, ChainStatus};
 use crate::tenant::{PendingRead, TenantConfig, Tenants};
 use fs_extents::registry::FileHandle;
 use fs_extents::{FileId, FileOffset, Registry, Snapshot, Target, TenantId, TranslateError};
-use nvme::{Completion, Controller, CtrlError, DmaBuf, DmaPool, IoQueuePair, Namespace, QueueError, Submitter};
+use nvme::{Completion, Controller, CtrlError, DmaBuf, DmaPool, IoQueuePair, Namespace, QueueError, QueueFailure, Status, Submitter};
 use slab::Slab;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Chains one queue may hold at once (started and not yet cleaned up).
+pub const CHAINS_IN_FLIGHT_MAX: usize = 4096;
+/// Reads one tenant may have waiting for the device on one queue.
+pub const BACKLOG_PER_TENANT_MAX: usize = 16 * 1024;
 
 /// Called once per chain, on the polling thread, when it ends.
 pub type Callback = Box<dyn FnOnce(ChainOutcome) + Send>;
@@ -27,7 +41,7 @@ pub enum ChainError {
     Ctrl(#[from] CtrlError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("DMA memory: {0}")]
+    #[error(transparent)]
     Dma(#[from] nvme::dma::DmaError),
     #[error("function reads blocks of {data_size} bytes, more than this queue's buffers of {buf_size} bytes; raise QueueConfig::buf_size")]
     FunctionTooLarge { data_size: u32, buf_size: u32 },
@@ -50,6 +64,43 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig { depth: 128, buf_size: 4096, hops_max: HOPS_MAX_DEFAULT }
     }
+}
+
+/// The limits of a queue (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLimits {
+    /// Most chains held at once.
+    pub chains_max: usize,
+    /// Most reads one tenant may have waiting (not yet on the device).
+    pub backlog_per_tenant_max: usize,
+    /// How long one read may stay with the device.
+    pub command_timeout: Duration,
+}
+
+impl Default for ChainLimits {
+    fn default() -> Self {
+        ChainLimits { chains_max: CHAINS_IN_FLIGHT_MAX, backlog_per_tenant_max: BACKLOG_PER_TENANT_MAX, command_timeout: nvme::COMMAND_TIMEOUT_DEFAULT }
+    }
+}
+
+/// A chain [`ChainQueue::try_submit`] could not take, handed back whole.
+#[derive(Debug)]
+pub struct Refused<F> {
+    pub request: ChainRequest,
+    pub done: F,
+    /// Why: always [`ChainStatus::Busy`].
+    pub status: ChainStatus,
+}
+
+/// Memory a queue holds for its chains, for checks that it stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Chain slots allocated (the slab's capacity).
+    pub chain_slots: usize,
+    /// Backlog entries allocated, over all tenants.
+    pub backlog_slots: usize,
+    /// Read buffers kept for reuse.
+    pub free_buffers: usize,
 }
 
 /// What travels with each NVMe read.
@@ -103,6 +154,7 @@ struct State {
     chains: Slab<Chain>,
     tenants: Tenants,
     hops_default: u32,
+    limits: ChainLimits,
     stats: QueueStats,
 }
 
@@ -122,11 +174,18 @@ impl ChainQueue {
     /// A queue over a new I/O queue pair of `ctrl`, reading namespace `nsid`,
     /// with files and grants from `registry`.
     pub fn new(ctrl: &Controller, nsid: u32, registry: Arc<Registry>, cfg: QueueConfig) -> Result<ChainQueue, ChainError> {
+        ChainQueue::with_limits(ctrl, nsid, registry, cfg, ChainLimits::default())
+    }
+
+    /// As [`ChainQueue::new`], with explicit limits.
+    pub fn with_limits(ctrl: &Controller, nsid: u32, registry: Arc<Registry>, cfg: QueueConfig, limits: ChainLimits) -> Result<ChainQueue, ChainError> {
         let ns = ctrl.namespace(nsid)?;
         if cfg.buf_size == 0 || cfg.buf_size % ns.block_size != 0 {
             return Err(ChainError::BadBufSize(cfg.buf_size, ns.block_size));
         }
-        let qp = ctrl.alloc_io_qpair(cfg.depth, 0)?;
+        let limits = ChainLimits { chains_max: limits.chains_max.max(1), backlog_per_tenant_max: limits.backlog_per_tenant_max.max(1), ..limits };
+        let mut qp = ctrl.alloc_io_qpair(cfg.depth, 0)?;
+        qp.set_command_timeout(limits.command_timeout);
         let snap = registry.snapshot();
         let snap_gen = registry.generation();
         Ok(ChainQueue {
@@ -143,6 +202,7 @@ impl ChainQueue {
                 chains: Slab::new(),
                 tenants: Tenants::default(),
                 hops_default: cfg.hops_max.clamp(1, HOPS_MAX_LIMIT),
+                limits,
                 stats: QueueStats::default(),
             },
         })
@@ -177,10 +237,51 @@ impl ChainQueue {
         self.st.chains.len()
     }
 
+    pub fn limits(&self) -> ChainLimits {
+        self.st.limits
+    }
+
+    /// Why the queue pair failed, once it has (every chain then ends with
+    /// [`ChainStatus::QueueFailed`]).
+    pub fn failure(&self) -> Option<QueueFailure> {
+        self.qp.failure()
+    }
+
+    /// Memory held for chains; bounded by the limits whatever is submitted.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            chain_slots: self.st.chains.capacity(),
+            backlog_slots: self.st.tenants.list.iter().map(|t| t.backlog.capacity()).sum(),
+            free_buffers: self.st.free.len(),
+        }
+    }
+
     /// Starts a chain; `done` runs on this thread when it ends, with a status
-    /// for every way it can end (including an invalid request).
+    /// for every way it can end (including an invalid request). At a limit
+    /// the chain ends at once with [`ChainStatus::Busy`] (use
+    /// [`ChainQueue::try_submit`] to get it back instead).
     pub fn submit(&mut self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) {
+        let cb: Callback = Box::new(done);
+        if let Err(r) = self.try_submit(req, cb) {
+            (r.done)(outcome(Box::new([0u8; SCRATCH_SIZE]), r.status, 0, 0));
+        }
+    }
+
+    /// Starts a chain as [`ChainQueue::submit`] does, unless the queue holds
+    /// [`ChainLimits::chains_max`] chains or the tenant's backlog is full:
+    /// then the request and callback come back (poll, then retry).
+    pub fn try_submit<F: FnOnce(ChainOutcome) + Send + 'static>(&mut self, req: ChainRequest, done: F) -> Result<(), Refused<F>> {
+        if let Some(status) = self.st.busy(&req) {
+            return Err(Refused { request: req, done, status });
+        }
+        if let Some(reason) = self.qp.failure() {
+            self.st.stats.chains_started += 1;
+            self.st.stats.chains_ended += 1;
+            done(outcome(Box::new([0u8; SCRATCH_SIZE]), ChainStatus::QueueFailed(reason), 0, 0));
+            return Ok(());
+        }
         self.st.start(req, Box::new(done));
+        Ok(())
     }
 
     /// Issues queued reads, reaps completions (running the function on each
@@ -192,12 +293,28 @@ impl ChainQueue {
             self.st.snap = self.st.registry.snapshot();
             self.st.snap_gen = gen;
         }
+        if let Some(reason) = self.qp.failure() {
+            self.st.drain(reason);
+            return Err(ChainError::Queue(QueueError::Failed { qid: self.qp.qid(), reason }));
+        }
         let st = &mut self.st;
         st.pump(self.qp.submitter());
-        let n = self.qp.process_completions(0, |sub, c| {
-            st.on_completion(c);
+        let timeout_ms = u64::try_from(self.qp.command_timeout().as_millis()).unwrap_or(u64::MAX);
+        let r = self.qp.process_completions(0, |sub, c| {
+            st.on_completion(c, sub.failure(), timeout_ms);
             st.pump(sub);
-        })?;
+        });
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                // The queue pair failed: it handed back every read it held;
+                // the reads still waiting in backlogs end here.
+                if let Some(reason) = self.qp.failure() {
+                    self.st.drain(reason);
+                }
+                return Err(e.into());
+            }
+        };
         self.st.pump(self.qp.submitter());
         self.qp.submitter().ring_doorbell();
         Ok(n)
@@ -209,11 +326,16 @@ impl ChainQueue {
         let slot = Arc::new(std::sync::Mutex::new(None));
         let s2 = slot.clone();
         self.submit(req, move |o| *s2.lock().unwrap_or_else(|p| p.into_inner()) = Some(o));
+        // Ends: every read has a deadline, and a failed queue ends its chains.
         loop {
             if let Some(o) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Ok(o);
             }
-            self.poll()?;
+            if let Err(e) = self.poll() {
+                // The chain ended with the failure (QueueFailed) unless it
+                // could not have: then the error is the answer.
+                return slot.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(e);
+            }
         }
     }
 }
@@ -223,6 +345,30 @@ fn outcome(scratch: Box<[u8; SCRATCH_SIZE]>, status: ChainStatus, hops: u32, rea
 }
 
 impl State {
+    /// The limit a new chain would exceed, if any.
+    fn busy(&self, req: &ChainRequest) -> Option<ChainStatus> {
+        if self.chains.len() >= self.limits.chains_max {
+            return Some(ChainStatus::Busy { limit: "chains in flight on the queue", max: self.limits.chains_max });
+        }
+        let full = self.tenants.find(req.tenant).is_some_and(|t| self.tenants.list[t].backlog.len() >= self.limits.backlog_per_tenant_max);
+        full.then_some(ChainStatus::Busy { limit: "the tenant's backlog of reads", max: self.limits.backlog_per_tenant_max })
+    }
+
+    /// Ends every chain with reads still waiting in a backlog (the queue
+    /// pair failed and will take no more).
+    fn drain(&mut self, reason: QueueFailure) {
+        for t in 0..self.tenants.list.len() {
+            while let Some(r) = self.tenants.list[t].backlog.pop_front() {
+                self.chains[r.chain].queued -= 1;
+                if self.chains[r.chain].ended {
+                    self.reap(r.chain);
+                } else {
+                    self.end(r.chain, ChainStatus::QueueFailed(reason));
+                }
+            }
+        }
+    }
+
     fn start(&mut self, req: ChainRequest, cb: Callback) {
         self.stats.chains_started += 1;
         let mut scratch = Box::new([0u8; SCRATCH_SIZE]);
@@ -248,6 +394,7 @@ impl State {
         let tenant = self.tenants.slot(req.tenant);
         let tcfg = self.tenants.list[tenant].cfg;
         let hops_max = req.hops_max.unwrap_or(self.hops_default).clamp(1, HOPS_MAX_LIMIT).min(tcfg.hops_max);
+        debug_assert!(self.chains.len() < self.limits.chains_max, "checked by busy()");
         let key = self.chains.insert(Chain {
             tenant,
             file: req.file,
@@ -370,13 +517,19 @@ impl State {
                         break;
                     }
                     self.chains[key].queued -= 1;
-                    self.end(key, ChainStatus::Submit(rej.error.to_string()));
+                    let status = match rej.error {
+                        QueueError::Failed { reason, .. } => ChainStatus::QueueFailed(reason),
+                        e => ChainStatus::Submit(e.to_string()),
+                    };
+                    self.end(key, status);
                 }
             }
         }
     }
 
-    fn on_completion(&mut self, c: Completion<ReadTag>) {
+    /// A read came back: done, failed on the device, past its deadline
+    /// (no buffer: the queue pair keeps it), or ended by a failed queue pair.
+    fn on_completion(&mut self, c: Completion<ReadTag>, failure: Option<QueueFailure>, timeout_ms: u64) {
         let key = c.cookie.chain as usize;
         let Some(chain) = self.chains.get_mut(key) else {
             // Cannot happen: a chain is removed only when nothing is in flight.
@@ -386,7 +539,19 @@ impl State {
         chain.in_flight -= 1;
         let t = chain.tenant;
         self.tenants.list[t].inflight -= 1;
-        let Some(buf) = c.buf else { return };
+        let Some(buf) = c.buf else {
+            let status = match failure {
+                Some(reason) => ChainStatus::QueueFailed(reason),
+                None if c.status == Status::HOST_ABORTED => ChainStatus::Timeout { offset: c.cookie.file_off, timeout_ms },
+                None => ChainStatus::Device { offset: c.cookie.file_off, status: c.status },
+            };
+            if self.chains[key].ended {
+                self.reap(key);
+            } else {
+                self.end(key, status);
+            }
+            return;
+        };
         if !c.status.is_success() {
             self.free.push(buf);
             if !self.chains[key].ended {
@@ -465,6 +630,10 @@ impl State {
             let hops_max = c.hops_max;
             return self.end(key, ChainStatus::HopLimit { hops_max });
         }
+        let max = self.limits.backlog_per_tenant_max;
+        if self.tenants.list[c.tenant].backlog.len() + count as usize > max {
+            return self.end(key, ChainStatus::Busy { limit: "the tenant's backlog of reads", max });
+        }
         for r in planned.into_iter().flatten() {
             self.enqueue(key, r);
         }
@@ -508,3 +677,7 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;

@@ -4,9 +4,17 @@
 //! pressure, never a dropped chain). A reactor busy-polls while chains are in
 //! flight and sleeps on its channel when it has none, so client threads
 //! beyond the core count cost nothing while they wait.
+//!
+//! A reactor takes new chains only while its queue has room for them (at
+//! most [`INTAKE_PER_POLL_MAX`] per poll, never past
+//! [`ChainLimits::chains_max`]): the rest wait in the bounded channel, and a
+//! client submitting to a full channel waits. A queue pair that fails is
+//! reported through [`Engine::queue_failure`]; its chains end with
+//! [`crate::ChainStatus::QueueFailed`], as does every chain sent to that
+//! reactor afterwards.
 
 use crate::function::Function;
-use crate::queue::{Callback, ChainError, ChainQueue, QueueConfig};
+use crate::queue::{Callback, ChainLimits, ChainQueue, QueueConfig};
 use crate::request::{ChainRequest, ProgId};
 use crate::status::ChainOutcome;
 use crate::tenant::TenantConfig;
@@ -14,7 +22,7 @@ use fs_extents::{Registry, TenantId};
 use nvme::Controller;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,8 +30,9 @@ use std::time::Duration;
 /// per thread: each reactor has its own copy of the program and its maps).
 pub type FunctionFactory = Arc<dyn Fn() -> Result<Function, String> + Send + Sync>;
 
-/// Most new chains a reactor takes from its channel per poll.
-const INTAKE_PER_POLL_MAX: usize = 256;
+/// Most new chains a reactor takes from its channel per poll (fewer when its
+/// queue is near [`ChainLimits::chains_max`]).
+pub const INTAKE_PER_POLL_MAX: usize = 256;
 /// How long an idle reactor sleeps on its channel before polling again.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);
 
@@ -43,11 +52,13 @@ pub struct EngineConfig {
     /// than reactors), so a busy-polling reactor never shares its core with
     /// the client threads that wait for it.
     pub pin_reactors: bool,
+    /// Limits of each reactor's queue (chains, backlogs, read deadline).
+    pub limits: ChainLimits,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000, pin_reactors: true }
+        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000, pin_reactors: true, limits: ChainLimits::default() }
     }
 }
 
@@ -71,6 +82,8 @@ pub struct Engine {
     senders: Vec<SyncSender<Msg>>,
     threads: Vec<JoinHandle<()>>,
     next: AtomicUsize,
+    /// Per reactor: why its queue pair failed, once it has.
+    failures: Arc<[Mutex<Option<String>>]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -86,8 +99,10 @@ impl Engine {
         if cfg.reactors == 0 {
             return Err(EngineError::NoReactors);
         }
-        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0) };
+        let failures: Arc<[Mutex<Option<String>>]> = (0..cfg.reactors).map(|_| Mutex::new(None)).collect();
+        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone() };
         for r in 0..cfg.reactors {
+            let failures = failures.clone();
             let (tx, rx) = mpsc::sync_channel(cfg.channel_capacity.max(1));
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
             let (ctrl, registry, functions, cfg2) = (ctrl.clone(), registry.clone(), functions.clone(), cfg.clone());
@@ -99,7 +114,7 @@ impl Engine {
                         // Best effort: an unpinned reactor still works, only with more jitter.
                         let _ = core_affinity::set_for_current(c);
                     }
-                    reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx)
+                    reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx, &failures[r])
                 })
                 .map_err(|e| EngineError::Start { reactor: r, message: e.to_string() })?;
             engine.threads.push(thread);
@@ -115,6 +130,12 @@ impl Engine {
 
     pub fn reactors(&self) -> usize {
         self.senders.len()
+    }
+
+    /// Why reactor `reactor`'s queue pair failed, if it has (its chains
+    /// ended with `QueueFailed`).
+    pub fn queue_failure(&self, reactor: usize) -> Option<String> {
+        self.failures.get(reactor).and_then(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Hands a chain to a reactor (round-robin); `done` runs on the reactor
@@ -174,9 +195,10 @@ fn reactor_main(
     cfg: EngineConfig,
     rx: Receiver<Msg>,
     ready: SyncSender<Result<(), String>>,
+    failure: &Mutex<Option<String>>,
 ) {
     let setup = || -> Result<ChainQueue, String> {
-        let mut q = ChainQueue::new(&ctrl, cfg.nsid, registry, cfg.queue).map_err(|e| e.to_string())?;
+        let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
         for (i, f) in functions.iter().enumerate() {
             let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| e.to_string())?;
             debug_assert_eq!(id, ProgId(i as u32));
@@ -201,7 +223,8 @@ fn reactor_main(
     let mut idle = 0u32;
     loop {
         let mut taken = 0;
-        while taken < INTAKE_PER_POLL_MAX {
+        let room = q.limits().chains_max.saturating_sub(q.chains_in_flight()).min(INTAKE_PER_POLL_MAX);
+        while taken < room && !stopping {
             match rx.try_recv() {
                 Ok(Msg::Chain(r, cb)) => {
                     q.submit(r, cb);
@@ -217,7 +240,10 @@ fn reactor_main(
         let n = match q.poll() {
             Ok(n) => n,
             Err(e) => {
-                report_queue_error(&e);
+                let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                if f.is_none() {
+                    *f = Some(e.to_string());
+                }
                 0
             }
         };
@@ -242,8 +268,15 @@ fn reactor_main(
     }
 }
 
-fn report_queue_error(e: &ChainError) {
-    // A queue error means the device misbehaved (a completion for a command
-    // not in flight); the chains it did complete are unaffected.
-    eprintln!("sfe reactor: {e}");
+/// An error and its causes on one line ("a: b: c"), for errors that travel
+/// as text (a reactor's start-up failure).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

@@ -35,9 +35,23 @@ pub enum ChainStatus {
     /// The request itself was malformed (unknown program, scratch too large, ...).
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The engine could not queue a read for a reason other than a full queue.
+    /// The engine could not queue a read for a reason other than a full
+    /// queue (out of DMA memory for a read buffer, a transfer the device
+    /// cannot take).
     #[error("submission failed: {0}")]
     Submit(String),
+    /// A read passed its deadline on the device (the queue's command
+    /// timeout); the driver asked the controller to abort it.
+    #[error("the read at file offset {offset} passed its {timeout_ms} ms deadline on the device")]
+    Timeout { offset: u64, timeout_ms: u64 },
+    /// The queue pair failed (the device misbehaved or stopped); every chain
+    /// on it ends with this, and so does every chain submitted afterwards.
+    #[error("the queue pair failed: {0}")]
+    QueueFailed(nvme::QueueFailure),
+    /// A limit was reached (chains in flight on the queue, or the tenant's
+    /// backlog of reads); the chain was not run, or not continued. Retry later.
+    #[error("busy: {limit} is at its maximum of {max}")]
+    Busy { limit: &'static str, max: usize },
 }
 
 impl ChainStatus {

@@ -55,6 +55,11 @@ impl Tenants {
         }
     }
 
+    /// The slot of tenant `id`, if it has one.
+    pub fn find(&self, id: TenantId) -> Option<usize> {
+        self.index.get(&id).copied()
+    }
+
     /// The slot of tenant `id`, created on first use.
     pub fn slot(&mut self, id: TenantId) -> usize {
         if let Some(&i) = self.index.get(&id) {

@@ -10,6 +10,9 @@
 //! points live under [`RUN_DIR`] named by the owning process id, so a later
 //! run can remove what a killed run left behind ([`reap_stale`]).
 //!
+//! [`ScratchFs::create_raw`] makes the same device without a file system
+//! (for raw block I/O benchmarks), with the same cleanup guarantees.
+//!
 //! Needs root (mount, device set-up); [`ScratchFs::create`] says so when it
 //! is not.
 
@@ -24,6 +27,8 @@ pub const RUN_DIR: &str = "/run/sfe-scratch";
 /// The smallest device that holds an ext4 file system with room for data.
 pub const SIZE_MIN_BYTES: u64 = 16 << 20;
 const ZRAM_CONTROL: &str = "/sys/class/zram-control";
+/// Attempts (50 ms apart) at removing a zram device that is still busy.
+const ZRAM_REMOVE_TRIES: u32 = 100;
 
 /// What the file system sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +113,12 @@ pub struct ScratchFs {
     mount: PathBuf,
     mounted: bool,
     size: u64,
+    /// `RUN_DIR/<pid>-<n>.raw`, naming a raw device's owner (raw devices only).
+    marker: Option<PathBuf>,
 }
+
+/// Extension of the marker files of raw devices under [`RUN_DIR`].
+const RAW_MARKER_EXT: &str = ".raw";
 
 #[derive(Debug)]
 enum Undo {
@@ -138,6 +148,39 @@ impl ScratchFs {
         dev.format_and_mount()
     }
 
+    /// Makes a device of `size` bytes with no file system on it (raw block
+    /// I/O); removed on drop like a formatted one. [`ScratchFs::mount_point`]
+    /// is empty.
+    pub fn create_raw(size: u64, prefer: Prefer) -> Result<ScratchFs, ScratchError> {
+        if !is_root() {
+            return Err(ScratchError::NotRoot);
+        }
+        if size < SIZE_MIN_BYTES {
+            return Err(ScratchError::TooSmall(size));
+        }
+        let size = size.next_multiple_of(1 << 20);
+        let mut dev = match prefer {
+            Prefer::ZramOnly => Self::zram(size)?,
+            Prefer::LoopOnly => Self::loop_dev(size)?,
+            Prefer::Any => match Self::zram(size) {
+                Ok(d) => d,
+                Err(z) => Self::loop_dev(size).map_err(|l| ScratchError::NoDevice { zram: z.to_string(), lo: l.to_string() })?,
+            },
+        };
+        // No mount point names the owner of a raw device: a marker file does,
+        // so that `reap_stale` can remove it after a killed run.
+        fs::create_dir_all(RUN_DIR).map_err(io_err(format!("creating {RUN_DIR}")))?;
+        let marker = Path::new(RUN_DIR).join(format!("{}-{}{RAW_MARKER_EXT}", std::process::id(), next_n()));
+        fs::write(&marker, dev.device.to_string_lossy().as_bytes()).map_err(io_err(format!("writing {}", marker.display())))?;
+        dev.marker = Some(marker);
+        Ok(dev)
+    }
+
+    /// Whether a file system is mounted from the device (false for [`ScratchFs::create_raw`]).
+    pub fn is_mounted(&self) -> bool {
+        self.mounted
+    }
+
     fn zram(size: u64) -> Result<ScratchFs, ScratchError> {
         if !Path::new(ZRAM_CONTROL).join("hot_add").exists() {
             return Err(ScratchError::NoZram);
@@ -148,7 +191,7 @@ impl ScratchFs {
             .parse()
             .map_err(|_| ScratchError::Io { what: "hot_add answered something other than a device number".into(), source: io::ErrorKind::InvalidData.into() })?;
         // From here on, Drop removes the device.
-        let fs = ScratchFs { kind: DeviceKind::Zram, device: PathBuf::from(format!("/dev/zram{n}")), undo: Some(Undo::Zram(n)), mount: PathBuf::new(), mounted: false, size };
+        let fs = ScratchFs { kind: DeviceKind::Zram, device: PathBuf::from(format!("/dev/zram{n}")), undo: Some(Undo::Zram(n)), mount: PathBuf::new(), mounted: false, size, marker: None };
         let sys = PathBuf::from(format!("/sys/block/zram{n}"));
         fs::write(sys.join("disksize"), size.to_string()).map_err(io_err(format!("sizing /dev/zram{n}")))?;
         wait_for_node(&fs.device)?;
@@ -173,7 +216,7 @@ impl ScratchFs {
                 return Err(e);
             }
         };
-        Ok(ScratchFs { kind: DeviceKind::Loop, device: PathBuf::from(dev), undo: Some(Undo::Loop(file)), mount: PathBuf::new(), mounted: false, size })
+        Ok(ScratchFs { kind: DeviceKind::Loop, device: PathBuf::from(dev), undo: Some(Undo::Loop(file)), mount: PathBuf::new(), mounted: false, size, marker: None })
     }
 
     fn format_and_mount(mut self) -> Result<ScratchFs, ScratchError> {
@@ -204,8 +247,15 @@ impl ScratchFs {
     pub fn size(&self) -> u64 {
         self.size
     }
-    /// "ext4 on zram" or "ext4 on loop (/dev/shm)".
+    /// "ext4 on zram" or "ext4 on loop (/dev/shm)"; "raw zram" or "raw
+    /// loop (...)" without a file system.
     pub fn label(&self) -> String {
+        if !self.mounted {
+            return match self.kind {
+                DeviceKind::Zram => "raw zram".into(),
+                DeviceKind::Loop => "raw loop (/dev/shm, direct I/O)".into(),
+            };
+        }
         match self.kind {
             DeviceKind::Zram => "ext4 on zram".into(),
             DeviceKind::Loop => "ext4 on loop (/dev/shm, direct I/O)".into(),
@@ -248,9 +298,19 @@ impl ScratchFs {
             Some(Undo::Zram(n)) => {
                 let sys = PathBuf::from(format!("/sys/block/zram{n}"));
                 if sys.exists() {
-                    let _ = fs::write(sys.join("reset"), "1");
-                    if let Err(e) = fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string()) {
-                        problems.push(format!("removing /dev/zram{n}: {e}"));
+                    // The last user may be closing it still (io_uring's
+                    // worker threads drop their file references after the
+                    // ring is gone): busy is retried for a while.
+                    for attempt in 1..=ZRAM_REMOVE_TRIES {
+                        let _ = fs::write(sys.join("reset"), "1");
+                        match fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string()) {
+                            Ok(()) => break,
+                            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < ZRAM_REMOVE_TRIES => std::thread::sleep(std::time::Duration::from_millis(50)),
+                            Err(e) => {
+                                problems.push(format!("removing /dev/zram{n}: {e}"));
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -259,6 +319,11 @@ impl ScratchFs {
                     problems.push(e.to_string());
                 }
                 let _ = fs::remove_file(&file);
+            }
+        }
+        if problems.is_empty() {
+            if let Some(m) = self.marker.take() {
+                let _ = fs::remove_file(m);
             }
         }
         problems
@@ -319,20 +384,44 @@ pub fn reap_stale() -> Vec<String> {
             continue;
         }
         let _ = fs::remove_dir(at);
-        if let Some(n) = dev.strip_prefix("/dev/zram").and_then(|n| n.parse::<u32>().ok()) {
-            let _ = fs::write(format!("/sys/block/zram{n}/reset"), "1");
-            let _ = fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string());
-        } else if dev.starts_with("/dev/loop") {
-            let backing = fs::read_to_string(format!("/sys/block/{}/loop/backing_file", dev.trim_start_matches("/dev/"))).unwrap_or_default();
-            let _ = run("losetup", &["-d", dev]);
-            let backing = backing.trim();
-            if backing.contains("sfe-scratch-") {
-                let _ = fs::remove_file(backing);
-            }
-        }
+        remove_device(dev);
         done.push(format!("{dev} on {at}"));
     }
+    // Raw devices (no mount point): their marker files name the owner.
+    for entry in fs::read_dir(RUN_DIR).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(RAW_MARKER_EXT) else { continue };
+        let Some(pid) = stem.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dev = fs::read_to_string(entry.path()).unwrap_or_default().trim().to_string();
+        remove_device(&dev);
+        let zram_left = dev.strip_prefix("/dev/").is_some_and(|n| n.starts_with("zram") && Path::new("/sys/block").join(n).exists());
+        if zram_left {
+            // Still busy: a later run tries again.
+            continue;
+        }
+        let _ = fs::remove_file(entry.path());
+        done.push(format!("{dev} (raw)"));
+    }
     done
+}
+
+/// Removes a zram or loop device a killed run made (loop: with its backing
+/// file when it is one of ours).
+fn remove_device(dev: &str) {
+    if let Some(n) = dev.strip_prefix("/dev/zram").and_then(|n| n.parse::<u32>().ok()) {
+        let _ = fs::write(format!("/sys/block/zram{n}/reset"), "1");
+        let _ = fs::write(Path::new(ZRAM_CONTROL).join("hot_remove"), n.to_string());
+    } else if dev.starts_with("/dev/loop") {
+        let backing = fs::read_to_string(format!("/sys/block/{}/loop/backing_file", dev.trim_start_matches("/dev/"))).unwrap_or_default();
+        let _ = run("losetup", &["-d", dev]);
+        let backing = backing.trim();
+        if backing.contains("sfe-scratch-") {
+            let _ = fs::remove_file(backing);
+        }
+    }
 }
 
 /// Writes `bytes` to a new file at `path` (replacing one there). With
@@ -377,4 +466,34 @@ fn fallocate(f: &fs::File, off: u64, len: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// A raw device is a block device with no mount, named by a marker file,
+    /// and both are gone after drop. Root only (skipped otherwise).
+    #[test]
+    fn raw_device_is_made_and_removed() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let d = ScratchFs::create_raw(SIZE_MIN_BYTES, Prefer::Any).unwrap();
+        let dev = d.device().to_path_buf();
+        assert!(fs::metadata(&dev).unwrap().file_type().is_block_device());
+        assert!(!d.is_mounted());
+        assert!(d.label().starts_with("raw "), "{}", d.label());
+        let marker = d.marker.clone().unwrap();
+        assert_eq!(fs::read_to_string(&marker).unwrap(), dev.to_string_lossy());
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.lines().any(|l| l.starts_with(&format!("{} ", dev.display()))));
+        drop(d);
+        assert!(!marker.exists());
+        if let Some(name) = dev.to_str().and_then(|s| s.strip_prefix("/dev/")).filter(|n| n.starts_with("zram")) {
+            assert!(!Path::new("/sys/block").join(name).exists(), "{name} still there");
+        }
+    }
 }

@@ -123,11 +123,17 @@ fn run() -> Result<(), String> {
     qp.read(&ns, Lba(ns.blocks - 1), 2, buf, 0).map_err(|r| r.error.to_string())?;
     let c = wait(&mut qp)?;
     expect(c.status, Status::LBA_OUT_OF_RANGE, "read past the end")?;
+    // The buffer behind `iova` stays alive until the raw commands below are done.
+    let _held = c.buf;
     for (sqe, want, what) in [
         (Sqe { opcode: 0x7f, nsid: 1, prp1: iova, ..Sqe::default() }, Status::INVALID_OPCODE, "invalid opcode"),
         (Sqe { opcode: 0x02, nsid: 0, prp1: iova, ..Sqe::default() }, Status::INVALID_NAMESPACE, "namespace 0"),
     ] {
-        qp.submit(sqe, None, 0).map_err(|r| r.error.to_string())?;
+        // SAFETY: PRP1 points at `iova`, the 4 KiB buffer held in `_held`
+        // (or, if that read was abandoned, by the queue pair) until this
+        // function returns, after these commands complete; one block fits in
+        // it, and the device refuses both commands before transferring anything.
+        unsafe { qp.submit(sqe, None, 0) }.map_err(|r| r.error.to_string())?;
         let c = wait(&mut qp)?;
         expect(c.status, want, what)?;
     }

@@ -5,13 +5,14 @@
 use crate::dma::DmaBuf;
 use crate::error::CtrlError;
 use crate::prp::{PAGE, PRP_LIST_ENTRIES};
-use crate::queue::{Namespace, QueueParts, QueuePair, COMPLETIONS_PER_POLL_MAX};
+use crate::queue::{Aborter, Namespace, QueueParts, QueuePair, COMMAND_TIMEOUT_DEFAULT, COMPLETIONS_PER_POLL_MAX};
 use crate::spec::cmd::{self, AdminOpcode, SQE_SIZE};
 use crate::spec::cqe::CQE_SIZE;
 use crate::spec::regs::{self, offset, Cap, Cc, Csts};
-use crate::spec::{IdentifyController, IdentifyNamespace, Sqe};
+use crate::spec::{IdentifyController, IdentifyNamespace, Sqe, Status};
 use crate::transport::Transport;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::{Duration, Instant};
 use zerocopy::FromBytes;
 
@@ -60,36 +61,120 @@ impl State {
     }
 }
 
+/// Tag of an admin command: the sequence number of a command someone waits
+/// for, or [`ABORT_TAG`] for a fire-and-forget Abort.
+type AdminTag = u64;
+const ABORT_TAG: AdminTag = 0;
+
 struct Shared {
     transport: Arc<dyn Transport>,
     dstrd: u8,
-    admin: Mutex<Option<QueuePair<()>>>,
+    admin: Mutex<Option<QueuePair<AdminTag>>>,
+    next_tag: AtomicU64,
     free_qids: Mutex<Vec<u16>>,
 }
 
 impl Shared {
     /// Runs one admin command to completion (polling), returning CQE DW0 and
-    /// the data buffer.
-    fn admin(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
+    /// the data buffer. Gives up after [`ADMIN_TIMEOUT_MS`], or at once when
+    /// the controller reports fatal status.
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::Submitter::submit`]: the command makes the device touch no
+    /// host memory but the first `len` bytes of `data`, or memory that stays
+    /// allocated (and is not raced by the host) until the command completes.
+    unsafe fn admin(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
         let mut guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         let Some(qp) = guard.as_mut() else {
             return Err(CtrlError::Fatal { state: "admin command before the admin queue exists" });
         };
-        qp.submit(sqe, data, ()).map_err(|r| CtrlError::Queue(r.error))?;
-        let deadline = Instant::now() + Duration::from_millis(ADMIN_TIMEOUT_MS);
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed) + 1;
+        // SAFETY: the caller's contract (above) is `submit`'s.
+        unsafe { qp.submit(sqe, data, tag) }.map_err(|r| CtrlError::Queue(r.error))?;
+        // The queue pair abandons the command at ADMIN_TIMEOUT_MS; this is a
+        // backstop in case polling itself stalls.
+        let deadline = Instant::now() + Duration::from_millis(ADMIN_TIMEOUT_MS) + Duration::from_secs(1);
         loop {
             let mut done = None;
-            qp.process_completions(1, |_, c| done = Some(c))?;
+            // Completions of earlier Aborts (and of commands an earlier call
+            // gave up on) are not ours: dropped here.
+            qp.process_completions(0, |_, c| {
+                if c.cookie == tag {
+                    done = Some(c);
+                }
+            })?;
             if let Some(c) = done {
+                if c.status == Status::HOST_ABORTED {
+                    return Err(CtrlError::AdminTimeout { opcode: sqe.opcode, ms: ADMIN_TIMEOUT_MS });
+                }
                 if !c.status.is_success() {
                     return Err(CtrlError::AdminFailed { opcode: sqe.opcode, status: c.status });
                 }
                 return Ok((c.result, c.buf));
             }
+            if Csts(self.transport.read32(offset::CSTS)).fatal() {
+                return Err(CtrlError::Fatal { state: "an admin command" });
+            }
             if Instant::now() > deadline {
                 return Err(CtrlError::AdminTimeout { opcode: sqe.opcode, ms: ADMIN_TIMEOUT_MS });
             }
             std::hint::spin_loop();
+        }
+    }
+
+    /// Sends an Abort for command `cid` of queue `sqid` without waiting
+    /// (best effort: skipped when another thread holds the admin queue or it
+    /// is full; the command's deadline handling does not depend on it).
+    fn abort_async(&self, sqid: u16, cid: u16) {
+        let mut guard = match self.admin.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let Some(qp) = guard.as_mut() else { return };
+        // Reap earlier Aborts' completions to keep room in the admin queue.
+        let _ = qp.process_completions(0, |_, _| {});
+        let sqe = Sqe { opcode: AdminOpcode::Abort as u8, cdw10: u32::from(sqid) | (u32::from(cid) << 16), ..Sqe::default() };
+        // SAFETY: Abort transfers no data and carries no address.
+        if unsafe { qp.submit(sqe, None, ABORT_TAG) }.is_ok() {
+            qp.ring_doorbell();
+        }
+    }
+
+    /// Deletes I/O queue `qid` (SQ, then CQ); true when the controller
+    /// confirmed both, so it no longer touches their memory.
+    fn delete_queues(&self, qid: u16) -> bool {
+        let csts = Csts(self.transport.read32(offset::CSTS));
+        if csts.fatal() || !csts.ready() {
+            return false;
+        }
+        [AdminOpcode::DeleteIoSq, AdminOpcode::DeleteIoCq].into_iter().all(|op| {
+            let sqe = Sqe { opcode: op as u8, cdw10: u32::from(qid), ..Sqe::default() };
+            // SAFETY: queue deletion transfers no data and carries no address.
+            unsafe { self.admin(sqe, None) }.is_ok()
+        })
+    }
+}
+
+/// How long dropping a controller waits for admin commands still in flight
+/// (fire-and-forget Aborts) before it leaks the admin rings instead.
+const ADMIN_DRAIN_MS: u64 = 100;
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(mut qp) = self.admin.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let deadline = Instant::now() + Duration::from_millis(ADMIN_DRAIN_MS);
+        while qp.device_may_hold_buffers() && Instant::now() < deadline {
+            if qp.process_completions(0, |_, _| {}).is_err() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if qp.device_may_hold_buffers() {
+            // An Abort (or a command given up on) is still with the device,
+            // which may yet write its completion: never free those rings.
+            std::mem::forget(qp);
         }
     }
 }
@@ -162,11 +247,14 @@ impl BringUp {
                     cq_mem,
                     entries: depth,
                     max_per_poll: COMPLETIONS_PER_POLL_MAX,
+                    timeout: Duration::from_millis(ADMIN_TIMEOUT_MS),
+                    aborter: None,
                 });
                 self.shared = Some(Arc::new(Shared {
                     transport: t.clone(),
                     dstrd: self.cap.dstrd(),
                     admin: Mutex::new(Some(qp)),
+                    next_tag: AtomicU64::new(0),
                     free_qids: Mutex::new(Vec::new()),
                 }));
                 Ok(State::Enable)
@@ -189,7 +277,8 @@ impl BringUp {
             State::SetQueueCount => {
                 let n = u32::from(IO_QUEUES_WANTED - 1);
                 let sqe = Sqe { opcode: AdminOpcode::SetFeatures as u8, cdw10: cmd::FEAT_NUMBER_OF_QUEUES, cdw11: n | (n << 16), ..Sqe::default() };
-                let (res, _) = self.shared().admin(sqe, None)?;
+                // SAFETY: Set Features (number of queues) transfers no data.
+                let (res, _) = unsafe { self.shared().admin(sqe, None) }?;
                 let nsq = (res & 0xffff) as u16;
                 let ncq = (res >> 16) as u16;
                 self.io_queues = nsq.min(ncq).saturating_add(1).min(IO_QUEUES_WANTED);
@@ -229,7 +318,8 @@ impl BringUp {
     fn admin_identify(&self, cns: u32, nsid: u32) -> Result<Vec<u8>, CtrlError> {
         let buf = self.transport.dma().alloc(4096)?;
         let sqe = Sqe { opcode: AdminOpcode::Identify as u8, nsid, cdw10: cns, ..Sqe::default() };
-        let (_, buf) = self.shared().admin(sqe, Some((buf, 4096)))?;
+        // SAFETY: Identify transfers exactly 4096 bytes, into `buf`.
+        let (_, buf) = unsafe { self.shared().admin(sqe, Some((buf, 4096))) }?;
         Ok(buf.map(|b| b.to_vec()).unwrap_or_default())
     }
 
@@ -288,6 +378,12 @@ impl Controller {
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
     }
+    /// Whether the controller reports fatal status (CSTS.CFS), is not
+    /// ready, or is gone (CSTS reads all ones): it needs a reset before use.
+    pub fn is_failed(&self) -> bool {
+        let csts = self.shared.transport.read32(offset::CSTS);
+        csts == u32::MAX || Csts(csts).fatal() || !Csts(csts).ready()
+    }
     pub fn namespaces(&self) -> &[Namespace] {
         &self.namespaces
     }
@@ -299,9 +395,19 @@ impl Controller {
         self.namespaces.iter().copied().find(|n| n.id == nsid).ok_or(CtrlError::NoSuchNamespace { nsid, count: self.namespaces.len() })
     }
 
-    /// Runs a raw admin command (for tests and tools).
-    pub fn admin_raw(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
-        self.shared.admin(sqe, data)
+    /// Runs a raw admin command to completion (for tests and tools): fills
+    /// in the command id and, with `data`, the PRPs.
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::Submitter::submit`]: the command makes the device touch no
+    /// host memory other than the first `len` bytes of `data`, or DMA memory
+    /// that stays allocated (and unraced by the host) until the command
+    /// completes. In particular a queue-creation command given here hands the
+    /// device a ring that it may write until the queue is deleted.
+    pub unsafe fn admin_raw(&self, sqe: Sqe, data: Option<(DmaBuf, usize)>) -> Result<(u32, Option<DmaBuf>), CtrlError> {
+        // SAFETY: the caller's contract is `admin`'s.
+        unsafe { self.shared.admin(sqe, data) }
     }
 
     /// Creates an I/O queue pair of `depth` entries (at most `depth - 1`
@@ -313,7 +419,7 @@ impl Controller {
         }
         let qid = self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(CtrlError::NoQueues { granted: self.io_queues })?;
         match self.create_queues(qid, depth, max_per_poll) {
-            Ok(qp) => Ok(IoQueuePair { qp, qid, shared: self.shared.clone() }),
+            Ok(qp) => Ok(IoQueuePair { qp: Some(qp), qid, shared: self.shared.clone() }),
             Err(e) => {
                 self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(qid);
                 Err(e)
@@ -336,7 +442,15 @@ impl Controller {
         // The completion ring must be zeroed (phase 0) before the device owns it.
         let mut cq_mem = cq_mem;
         cq_mem.fill(0);
-        self.shared.admin(create_cq, None)?;
+        // SAFETY: the ring `cq_mem` goes to the queue pair below, which keeps
+        // it until the queue is deleted (or leaks it when deletion fails).
+        if let Err(e) = unsafe { self.shared.admin(create_cq, None) } {
+            // The device may or may not have the queue: never free its ring.
+            if matches!(e, CtrlError::AdminTimeout { .. } | CtrlError::Fatal { .. }) {
+                std::mem::forget(cq_mem);
+            }
+            return Err(e);
+        }
         let create_sq = Sqe {
             opcode: AdminOpcode::CreateIoSq as u8,
             prp1: sq_mem.iova().0,
@@ -344,11 +458,25 @@ impl Controller {
             cdw11: cmd::QUEUE_PHYS_CONTIG | (u32::from(qid) << 16),
             ..Sqe::default()
         };
-        if let Err(e) = self.shared.admin(create_sq, None) {
+        // SAFETY: as for the completion ring: `sq_mem` goes to the queue pair.
+        if let Err(e) = unsafe { self.shared.admin(create_sq, None) } {
             let del = Sqe { opcode: AdminOpcode::DeleteIoCq as u8, cdw10: u32::from(qid), ..Sqe::default() };
-            let _ = self.shared.admin(del, None);
+            // SAFETY: queue deletion transfers no data and carries no address.
+            let deleted = unsafe { self.shared.admin(del, None) }.is_ok();
+            if !deleted || matches!(e, CtrlError::AdminTimeout { .. } | CtrlError::Fatal { .. }) {
+                // The device may still own either ring: leak them rather than
+                // free memory it may write.
+                std::mem::forget(sq_mem);
+                std::mem::forget(cq_mem);
+            }
             return Err(e);
         }
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        let aborter: Aborter = Arc::new(move |sqid, cid| {
+            if let Some(shared) = weak.upgrade() {
+                shared.abort_async(sqid, cid);
+            }
+        });
         Ok(QueuePair::new(QueueParts {
             qid,
             dstrd: self.shared.dstrd,
@@ -357,45 +485,62 @@ impl Controller {
             cq_mem,
             entries: depth,
             max_per_poll,
+            timeout: COMMAND_TIMEOUT_DEFAULT,
+            aborter: Some(aborter),
         }))
     }
 }
 
-/// An I/O queue pair; deleting it on drop deletes the device's queues.
+/// An I/O queue pair; dropping it deletes the device's queues. When the
+/// controller does not confirm the deletion (it failed, or answers nothing),
+/// the rings and every buffer still in flight are leaked instead of freed:
+/// the device may still write them.
 pub struct IoQueuePair<C> {
-    qp: QueuePair<C>,
+    /// Always `Some` until drop, which takes it to free or leak it.
+    qp: Option<QueuePair<C>>,
     qid: u16,
     shared: Arc<Shared>,
 }
 
+impl<C> IoQueuePair<C> {
+    fn inner(&self) -> &QueuePair<C> {
+        self.qp.as_ref().expect("present until drop")
+    }
+}
+
 impl<C> std::fmt::Debug for IoQueuePair<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.qp.fmt(f)
+        self.inner().fmt(f)
     }
 }
 
 impl<C> std::ops::Deref for IoQueuePair<C> {
     type Target = QueuePair<C>;
     fn deref(&self) -> &QueuePair<C> {
-        &self.qp
+        self.inner()
     }
 }
 
 impl<C> std::ops::DerefMut for IoQueuePair<C> {
     fn deref_mut(&mut self) -> &mut QueuePair<C> {
-        &mut self.qp
+        self.qp.as_mut().expect("present until drop")
     }
 }
 
 impl<C> Drop for IoQueuePair<C> {
     fn drop(&mut self) {
+        let Some(qp) = self.qp.take() else { return };
         // Delete the SQ first (the device stops fetching and stops DMA for
         // it), then the CQ; buffers of commands still in flight are freed
-        // only after that, when `qp` drops.
-        for (op, _) in [(AdminOpcode::DeleteIoSq, ()), (AdminOpcode::DeleteIoCq, ())] {
-            let sqe = Sqe { opcode: op as u8, cdw10: u32::from(self.qid), ..Sqe::default() };
-            let _ = self.shared.admin(sqe, None);
+        // only after both are confirmed, when `qp` drops.
+        if self.shared.delete_queues(self.qid) {
+            drop(qp);
+            self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
+        } else {
+            // Leaked on purpose: the rings, PRP lists and in-flight buffers
+            // stay allocated (and the pool mapped) for the process's life.
+            // The queue id is not reused: the controller may still hold it.
+            std::mem::forget(qp);
         }
-        self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
     }
 }

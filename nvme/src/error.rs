@@ -20,12 +20,29 @@ pub enum QueueError {
     Unaligned { offset: u64, len: u64, block: u32 },
     #[error(transparent)]
     Prp(#[from] PrpError),
-    #[error("no DMA memory for a PRP list page: {0}")]
+    #[error("no DMA memory for a PRP list page")]
     PrpListAlloc(#[source] DmaError),
-    #[error("the device completed command id {cid}, which is not in flight on queue {qid}; the controller is misbehaving")]
-    BogusCompletion { qid: u16, cid: u16 },
-    #[error("the device reported submission-queue head {head} on queue {qid}, outside what was submitted")]
-    BogusSqHead { qid: u16, head: u16 },
+    #[error("queue {qid} has failed ({reason}); its commands were ended; create a new queue pair (after resetting the controller if it reported fatal status)")]
+    Failed { qid: u16, reason: QueueFailure },
+}
+
+/// Why a queue pair entered its failed state (STYLE item 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFailure {
+    /// A completion named a command id that is not in flight: a duplicate,
+    /// a corrupted entry, or an old entry read as new (phase confusion).
+    #[error("the device completed command id {cid:#06x}, which is not in flight")]
+    BogusCompletion { cid: u16 },
+    /// A completion reported a submission-queue head outside what was submitted.
+    #[error("the device reported submission-queue head {head}, outside what was submitted")]
+    BogusSqHead { head: u16 },
+    /// The controller reports fatal status, is not ready, or is gone (CSTS all ones).
+    #[error("the controller reports fatal status or is not ready (CSTS={csts:#x})")]
+    ControllerFatal { csts: u32 },
+    /// Commands passed their deadline and the device answered neither them
+    /// nor their aborts.
+    #[error("the device stopped answering (no completion within twice the {timeout_ms} ms command timeout after an abort)")]
+    Unresponsive { timeout_ms: u64 },
 }
 
 /// A command that could not be queued, handed back to its owner whole.
@@ -47,7 +64,7 @@ impl<C> Rejected<C> {
 pub enum CtrlError {
     #[error("controller did not become {want} within {ms} ms (CAP.TO); is it a working NVMe controller?")]
     Timeout { want: &'static str, ms: u64 },
-    #[error("controller reported fatal status (CSTS.CFS) during {state}; reset it (sfbench setup reset) and retry")]
+    #[error("controller reported fatal status (CSTS.CFS) during {state}; it needs a reset (unbind and rebind its driver, or reset the PCI function) before it is used again")]
     Fatal { state: &'static str },
     #[error("controller does not support the NVM command set or 4 KiB pages (CAP={cap:#x})")]
     Unsupported { cap: u64 },

@@ -27,9 +27,9 @@ pub mod transport;
 pub use addr::{Iova, Lba};
 pub use controller::{Controller, IoQueuePair, State};
 pub use dma::{DmaBuf, DmaPool, PoolOptions};
-pub use emu::{Backing, EmuConfig, EmulatedController, Latency};
-pub use error::{CtrlError, QueueError, Rejected};
-pub use queue::{Completion, Namespace, QueuePair, Submitter};
+pub use emu::{Backing, CompletionFault, EmuConfig, EmulatedController, Latency};
+pub use error::{CtrlError, QueueError, QueueFailure, Rejected};
+pub use queue::{Completion, Namespace, QueuePair, Submitter, COMMAND_TIMEOUT_DEFAULT};
 pub use spec::Status;
 pub use transport::Transport;
 

@@ -23,13 +23,13 @@ impl Hugepages {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read { path: &'static str, source: io::Error },
     #[error("{path} has no {field} line; is this Linux with hugetlb support?")]
     Missing { path: &'static str, field: &'static str },
-    #[error("writing {path} needs root: run `sudo sfbench setup --hugemem {mb}`")]
+    #[error("writing {path} needs root: reserving {mb} MiB of hugepages must run as root")]
     NotRoot { path: &'static str, mb: u64 },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write { path: &'static str, source: io::Error },
     #[error("asked for {want} hugepages, the kernel reserved {got} (memory too fragmented or too small); try fewer, or reserve at boot with hugepages=N")]
     Short { want: u64, got: u64 },
@@ -98,6 +98,37 @@ mod tests {
         let h = parse_meminfo(t).unwrap();
         assert_eq!(h, Hugepages { total: 16, free: 12, size_kib: 2048 });
         assert_eq!(h.free_bytes(), 12 * 2 * 1024 * 1024);
+    }
+
+    /// The error and its causes as a CLI prints them (`{:#}` of anyhow).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut c = e.source();
+        while let Some(x) = c {
+            s = format!("{s}: {x}");
+            c = x.source();
+        }
+        s
+    }
+
+    #[test]
+    fn errors_say_their_cause_once_and_name_no_cli_command() {
+        let io = || io::Error::from_raw_os_error(libc::ENOENT);
+        let cause = io().to_string();
+        let errors: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(SetupError::Read { path: MEMINFO, source: io() }),
+            Box::new(SetupError::Write { path: NR_HUGEPAGES, source: io() }),
+            Box::new(crate::dma::DmaError::Map(io())),
+            Box::new(crate::dma::DmaError::DeviceMap(io())),
+            Box::new(crate::error::QueueError::PrpListAlloc(crate::dma::DmaError::Map(io()))),
+        ];
+        for e in errors {
+            let text = chain(e.as_ref());
+            assert_eq!(text.matches(&cause).count(), 1, "{text}");
+        }
+        let not_root = SetupError::NotRoot { path: NR_HUGEPAGES, mb: 512 }.to_string();
+        assert!(!not_root.contains("sfbench"), "{not_root}");
+        assert!(not_root.contains("root"), "{not_root}");
     }
 
     #[test]

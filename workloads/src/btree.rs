@@ -47,7 +47,8 @@ pub const ERR_BAD_NODE: u64 = 1;
 /// Errors reading a database.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("reading the database: {0}")]
+    /// The caller's context says whether it was reading or writing.
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not a database made by `sfbench mkdb` (bad magic {found:#x} at offset {offset}); rebuild it with sfbench mkdb")]
     BadMagic { offset: u64, found: u32 },

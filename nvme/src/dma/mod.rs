@@ -27,13 +27,13 @@ pub enum DmaError {
     TooLarge { len: usize, max: usize },
     #[error("DMA buffer of 0 bytes requested")]
     Empty,
-    #[error("DMA pool limit of {limit} bytes reached; raise --dma-mem or reserve more hugepages (sfbench setup --hugemem MB)")]
+    #[error("DMA pool limit of {limit} bytes reached; raise the pool's limit (PoolOptions::limit_bytes) or reserve more hugepages")]
     Exhausted { limit: usize },
-    #[error("mapping DMA memory failed: {0}; reserve hugepages with `sfbench setup --hugemem 512` or check RLIMIT_MEMLOCK")]
+    #[error("mapping DMA memory failed; reserve 2 MiB hugepages (/proc/sys/vm/nr_hugepages, as root) or raise RLIMIT_MEMLOCK")]
     Map(#[source] io::Error),
-    #[error("no hugepages are reserved and the fallback to ordinary pages is disabled; run `sfbench setup --hugemem 512` as root")]
+    #[error("no hugepages are reserved and the fallback to ordinary pages is disabled; reserve 2 MiB hugepages (/proc/sys/vm/nr_hugepages, as root)")]
     NoHugepages,
-    #[error("making a DMA chunk reachable by the device failed: {0}")]
+    #[error("making a DMA chunk reachable by the device failed")]
     DeviceMap(#[source] io::Error),
 }
 
@@ -155,7 +155,7 @@ impl DmaPool {
                     if self.inner.opts.allow_fallback { DmaError::Map(e) } else { DmaError::NoHugepages }
                 })?;
                 if !map.hugepages && !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
-                    eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve some: sfbench setup --hugemem 512)");
+                    eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve 2 MiB hugepages as root to avoid it)");
                 }
                 // The emulated device sees host virtual addresses; PCIe
                 // transports assign the device address through their mapper.
@@ -269,11 +269,20 @@ impl DmaBuf {
     /// The buffer as a byte slice, for code that hands it to a program
     /// without copying (the storage function's `ctx.data`).
     ///
-    /// Sound because holding a `DmaBuf` means owning it: while a command uses
-    /// the buffer, the queue pair holds it, and the completion hands it back
-    /// only after the device has finished with it (STYLE item 5). A device
-    /// that wrote into a buffer after completing its command would be broken
-    /// in the same way for every driver.
+    /// Sound because holding a `DmaBuf` means owning it (STYLE items 4, 5):
+    /// - while a command uses the buffer the queue pair holds it, and only
+    ///   the command's completion hands it back, after the device finished;
+    /// - a command past its deadline comes back *without* its buffer: the
+    ///   queue pair keeps it until the device answers (or, when the queue
+    ///   cannot be deleted, leaks it), so no `&mut [u8]` ever exists over
+    ///   memory a device may still write;
+    /// - the only way to point the device at memory without handing over its
+    ///   `DmaBuf` is the `unsafe` [`crate::Submitter::submit`] (or
+    ///   `Controller::admin_raw`), whose contract forbids doing so for a
+    ///   buffer the host keeps using.
+    ///
+    /// A device that wrote into a buffer after completing its command would
+    /// be broken in the same way for every driver.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the range is this buffer's own bytes inside a live mapping,
         // exclusively owned through `&mut self` (see above).

@@ -33,6 +33,7 @@ impl EmulatedController {
             x if x == AdminOpcode::CreateIoSq as u8 => self.create_sq(sqe),
             x if x == AdminOpcode::DeleteIoSq as u8 => self.delete_sq(sqe),
             x if x == AdminOpcode::DeleteIoCq as u8 => self.delete_cq(sqe),
+            x if x == AdminOpcode::Abort as u8 => self.abort(sqe),
             x if x == AdminOpcode::SetFeatures as u8 || x == AdminOpcode::GetFeatures as u8 => {
                 if sqe.cdw10 & 0xff != cmd::FEAT_NUMBER_OF_QUEUES {
                     return err(Status::INVALID_FIELD);
@@ -146,6 +147,30 @@ impl EmulatedController {
         *slot = Some(DevSq { base, entries, head: 0, cqid, pending: VecDeque::new() });
         self.doorbells[2 * usize::from(qid)].store(0, Ordering::Release);
         ok(0, 0)
+    }
+
+    /// Abort (Base spec 5.1): if the completion of command `cid` of queue
+    /// `sqid` is still held (not due yet, or delayed), it is posted now with
+    /// "command abort requested" and DW0 bit 0 is 0; otherwise (already
+    /// posted, or lost) DW0 bit 0 is 1: not aborted.
+    fn abort(&self, sqe: &Sqe) -> Outcome {
+        let sqid = (sqe.cdw10 & 0xffff) as u16;
+        let cid = (sqe.cdw10 >> 16) as u16;
+        if sqid == 0 || sqid > self.cfg.io_queues {
+            return ok(1, 0);
+        }
+        let mut slot = lock(&self.sqs[usize::from(sqid)]);
+        let Some(sq) = slot.as_mut() else { return ok(1, 0) };
+        match sq.pending.iter().position(|(_, c)| c.cid == cid) {
+            Some(i) => {
+                let (_, mut cqe) = sq.pending.remove(i).expect("position is in range");
+                cqe.status = Status::ABORT_REQUESTED.to_field() << 1;
+                cqe.result = 0;
+                sq.pending.push_front((None, cqe));
+                ok(0, 0)
+            }
+            None => ok(1, 0),
+        }
     }
 
     fn delete_sq(&self, sqe: &Sqe) -> Outcome {

@@ -7,6 +7,13 @@
 //! poller's thread, inside [`Transport::service`], so it needs no thread of
 //! its own and is deterministic; with a latency model, completions become
 //! visible only when due.
+//!
+//! Fault injection, so that every failure path of the host has a test: a
+//! media error status for an LBA range ([`EmulatedController::inject_fault`]);
+//! a completion that is dropped, delayed, duplicated or corrupted
+//! ([`EmulatedController::inject_completion_fault`]); and controller fatal
+//! status ([`EmulatedController::set_fatal`], CSTS.CFS: the device stops).
+//! It answers the Abort admin command for completions it still holds.
 
 pub mod backing;
 mod exec;
@@ -27,7 +34,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Configuration of an emulated controller.
 #[derive(Debug, Clone)]
@@ -50,6 +57,20 @@ impl Default for EmuConfig {
     }
 }
 
+/// What happens to the completion of a command that matches an injected
+/// completion fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionFault {
+    /// The command executes but its completion is never posted (a lost command).
+    Drop,
+    /// The completion is posted this much later than it would be.
+    Delay(Duration),
+    /// The completion is posted twice.
+    Duplicate,
+    /// The completion is posted with its command id inverted (a corrupted entry).
+    CorruptCid,
+}
+
 /// Errors creating an emulated controller.
 #[derive(Debug, thiserror::Error)]
 pub enum EmuError {
@@ -57,7 +78,7 @@ pub enum EmuError {
     BlockSize(u32),
     #[error("backing store of {len} bytes holds no whole {block}-byte block")]
     TooSmall { len: u64, block: u32 },
-    #[error("config: {0}")]
+    #[error("invalid emulated controller configuration: {0}")]
     Config(&'static str),
 }
 
@@ -103,6 +124,7 @@ pub struct EmulatedController {
     bounce: Mutex<Vec<Bounce>>,
     faults_armed: AtomicBool,
     faults: Mutex<Vec<(Range<u64>, Status)>>,
+    cq_faults: Mutex<Vec<(Range<u64>, CompletionFault)>>,
     pub stats: EmuStats,
 }
 
@@ -147,6 +169,7 @@ impl EmulatedController {
             bounce: Mutex::new(Vec::new()),
             faults_armed: AtomicBool::new(false),
             faults: Mutex::new(Vec::new()),
+            cq_faults: Mutex::new(Vec::new()),
             stats: EmuStats::default(),
             cfg,
         })
@@ -173,9 +196,34 @@ impl EmulatedController {
         self.faults_armed.store(true, Ordering::Release);
     }
 
+    /// Makes the completions of reads and writes touching LBAs in `lbas`
+    /// suffer `fault` (lost, late, duplicated or corrupted completions).
+    pub fn inject_completion_fault(&self, lbas: Range<u64>, fault: CompletionFault) {
+        self.cq_faults.lock().unwrap_or_else(|p| p.into_inner()).push((lbas, fault));
+        self.faults_armed.store(true, Ordering::Release);
+    }
+
+    /// Removes every injected fault (media and completion faults).
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cq_faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.faults_armed.store(false, Ordering::Release);
+    }
+
+    /// Controller fatal status: sets CSTS.CFS and stops executing commands
+    /// and posting completions (until a reset through CC.EN).
+    pub fn set_fatal(&self) {
+        self.csts.fetch_or(Csts::CFS, Ordering::AcqRel);
+    }
+
+    fn completion_fault_for(&self, sqe: &crate::spec::Sqe) -> Option<CompletionFault> {
+        if !self.faults_armed.load(Ordering::Acquire) {
+            return None;
+        }
+        let start = sqe.slba();
+        let end = start.saturating_add(u64::from(sqe.nlb()));
+        let f = self.cq_faults.lock().unwrap_or_else(|p| p.into_inner());
+        f.iter().find(|(r, _)| r.start < end && start < r.end).map(|(_, f)| *f)
     }
 
     fn fault_for(&self, lbas: Range<u64>) -> Option<Status> {
@@ -187,7 +235,8 @@ impl EmulatedController {
     }
 
     fn enabled(&self) -> bool {
-        Csts(self.csts.load(Ordering::Acquire)).ready()
+        let csts = Csts(self.csts.load(Ordering::Acquire));
+        csts.ready() && !csts.fatal()
     }
 
     fn set_cc(&self, v: u32) {
@@ -249,6 +298,18 @@ impl EmulatedController {
         // (it would raise an asynchronous event; we have no AER).
     }
 
+    /// Runs the admin queue if it has new commands and nobody else holds it.
+    fn try_run_admin(&self) {
+        let tail = self.doorbells[0].load(Ordering::Acquire);
+        let busy = match self.sqs[0].try_lock() {
+            Ok(g) => g.as_ref().is_none_or(|sq| u32::from(sq.head) == tail && sq.pending.is_empty()),
+            Err(_) => true,
+        };
+        if !busy {
+            self.run_queue(0);
+        }
+    }
+
     /// Fetches and executes new commands of queue `qid`, then posts due
     /// completions to its completion queue.
     fn run_queue(&self, qid: u16) {
@@ -271,25 +332,36 @@ impl EmulatedController {
                 let mut raw = [0u8; 64];
                 let addr = Iova(sq.base.0 + u64::from(sq.head) * 64);
                 sq.head = if sq.head + 1 == sq.entries { 0 } else { sq.head + 1 };
-                let (status, result, bytes, cid) = match self.mem.read(addr, &mut raw) {
+                let (status, result, bytes, cid, fault) = match self.mem.read(addr, &mut raw) {
                     Some(()) => {
                         let sqe = crate::spec::Sqe::from_bytes(&raw);
                         let (st, res, bytes) = if qid == 0 { self.exec_admin(&sqe) } else { self.exec_io(&sqe, &mut bounce) };
-                        (st, res, bytes, sqe.cid)
+                        let fault = if qid == 0 { None } else { self.completion_fault_for(&sqe) };
+                        (st, res, bytes, sqe.cid, fault)
                     }
                     // The ring itself became unreachable: nothing sane to answer.
-                    None => (Status::DATA_TRANSFER_ERROR, 0, 0, 0),
+                    None => (Status::DATA_TRANSFER_ERROR, 0, 0, 0, None),
                 };
                 self.stats.commands.fetch_add(1, Ordering::Relaxed);
                 if !status.is_success() {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
-                let due = now.map(|t| t + self.cfg.latency.for_bytes(bytes));
-                let cqe = Cqe { result, rsvd: 0, sq_head: 0, sq_id: qid, cid, status: status.to_field() << 1 };
-                // Keep `pending` sorted by due time (a later command may be due
-                // sooner when it is shorter).
-                let pos = sq.pending.iter().rposition(|(d, _)| *d <= due).map_or(0, |p| p + 1);
-                sq.pending.insert(pos, (due, cqe));
+                let mut due = now.map(|t| t + self.cfg.latency.for_bytes(bytes));
+                let mut cqe = Cqe { result, rsvd: 0, sq_head: 0, sq_id: qid, cid, status: status.to_field() << 1 };
+                let mut copies = 1;
+                match fault {
+                    None => {}
+                    Some(CompletionFault::Drop) => copies = 0,
+                    Some(CompletionFault::Delay(d)) => due = Some(due.unwrap_or_else(Instant::now) + d),
+                    Some(CompletionFault::Duplicate) => copies = 2,
+                    Some(CompletionFault::CorruptCid) => cqe.cid = !cqe.cid,
+                }
+                for _ in 0..copies {
+                    // Keep `pending` sorted by due time (a later command may be
+                    // due sooner when it is shorter; `None`, due at once, sorts first).
+                    let pos = sq.pending.iter().rposition(|(d, _)| *d <= due).map_or(0, |p| p + 1);
+                    sq.pending.insert(pos, (due, cqe));
+                }
             }
             if file_backed {
                 self.bounce.lock().unwrap_or_else(|p| p.into_inner()).push(bounce);
@@ -298,7 +370,8 @@ impl EmulatedController {
         if sq.pending.is_empty() {
             return;
         }
-        let now = if self.cfg.latency.is_none() { None } else { Some(Instant::now()) };
+        let timed = sq.pending.iter().any(|(d, _)| d.is_some());
+        let now = if timed { Some(Instant::now()) } else { None };
         let Some(cq_slot) = self.cqs.get(usize::from(sq.cqid)) else { return };
         let mut cq_guard = lock(cq_slot);
         let Some(cq) = cq_guard.as_mut() else { return };
@@ -368,9 +441,13 @@ impl Transport for EmulatedController {
     }
 
     fn service(&self, qid: u16) {
-        // Admin commands are serviced whenever any queue polls, so a thread
-        // waiting on an admin command makes progress.
         self.run_queue(qid);
+        // Admin commands are serviced whenever any queue polls (an Abort sent
+        // by an I/O poller is not waited for by anyone), unless another thread
+        // is servicing them right now.
+        if qid != 0 {
+            self.try_run_admin();
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub enum PciError {
     BadBdf(String),
     #[error("{bdf} is not an NVMe controller (class {class:#08x}, vendor {vendor:#06x}, device {device:#06x}); pick another with lspci -D -d ::0108")]
     NotNvme { bdf: Bdf, class: u32, vendor: u32, device: u32 },
-    #[error("{bdf} is bound to {driver}; bind it to a user-space driver first: sfbench setup --bind {bdf} (as root)")]
+    #[error("{bdf} is bound to {driver}; bind it to a user-space driver (vfio-pci or uio_pci_generic, as root) first")]
     WrongDriver { bdf: Bdf, driver: String },
     #[error(transparent)]
     Sysfs(#[from] SysfsError),
@@ -85,7 +85,7 @@ pub enum PciError {
     Vfio(#[from] VfioError),
     #[error(transparent)]
     Uio(#[from] UioError),
-    #[error("no 2 MiB hugepages are free, and uio_pci_generic needs them (physically contiguous DMA memory); run `sfbench setup --hugemem 512` as root")]
+    #[error("no 2 MiB hugepages are free, and uio_pci_generic needs them (physically contiguous DMA memory); reserve some as root (/proc/sys/vm/nr_hugepages)")]
     NoHugepages,
 }
 
@@ -207,7 +207,7 @@ mod tests {
         let opts = OpenOptions { sysfs: Sysfs::new(&dir), ..OpenOptions::default() };
         let e = open(&Bdf::parse("0000:00:04.0").unwrap(), &opts).unwrap_err();
         assert!(matches!(&e, PciError::WrongDriver { driver, .. } if driver == "nvme"), "{e}");
-        assert!(e.to_string().contains("sfbench setup --bind"), "{e}");
+        assert!(e.to_string().contains("bind it to a user-space driver"), "{e}");
         let e = open(&Bdf::parse("0000:00:05.0").unwrap(), &opts).unwrap_err();
         assert!(matches!(e, PciError::Sysfs(SysfsError::NotFound { .. })), "{e}");
         std::fs::write(dev.join("class"), "0x020000").unwrap();

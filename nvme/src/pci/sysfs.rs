@@ -25,9 +25,9 @@ const PROBE_WAIT_MS: u64 = 5_000;
 pub enum SysfsError {
     #[error("PCI device {bdf} not found ({path} does not exist); list devices with `lspci -D` and pass the full address like 0000:01:00.0")]
     NotFound { bdf: Bdf, path: PathBuf },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("writing {value:?} to {path}: {source}{hint}")]
+    #[error("writing {value:?} to {path}{hint}")]
     Write { path: PathBuf, value: String, source: io::Error, hint: &'static str },
     #[error("{path}: unexpected contents {text:?}")]
     Parse { path: PathBuf, text: String },

@@ -27,9 +27,9 @@ const PAGE: u64 = 4096;
 pub enum UioError {
     #[error(transparent)]
     Sysfs(#[from] SysfsError),
-    #[error("{bdf} is bound to {driver}, not uio_pci_generic; run `sfbench setup --bind {bdf} --driver uio_pci_generic` as root")]
+    #[error("{bdf} is bound to {driver}, not uio_pci_generic; bind it to uio_pci_generic (as root) first")]
     NotBound { bdf: Bdf, driver: String },
-    #[error("mapping BAR0 of {bdf} ({path}): {source}; needs root")]
+    #[error("mapping BAR0 of {bdf} ({path}) failed (this needs root)")]
     Bar { bdf: Bdf, path: PathBuf, source: io::Error },
 }
 
@@ -88,7 +88,7 @@ impl Pagemap {
 impl ChunkMapper for Pagemap {
     fn map_chunk(&self, host: *mut u8, len: usize, hugepages: bool) -> io::Result<Iova> {
         if !hugepages || len > HUGEPAGE_SIZE {
-            return Err(io::Error::other("uio_pci_generic needs DMA memory in 2 MiB hugepages (physically contiguous); reserve them: sfbench setup --hugemem 512"));
+            return Err(io::Error::other("uio_pci_generic needs DMA memory in 2 MiB hugepages (physically contiguous); reserve them as root (/proc/sys/vm/nr_hugepages)"));
         }
         let pa = self.phys(host as u64)?;
         if pa % HUGEPAGE_SIZE as u64 != 0 {

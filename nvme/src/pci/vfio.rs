@@ -30,11 +30,11 @@ const PCI_COMMAND_MASTER: u16 = 1 << 2;
 pub enum VfioError {
     #[error(transparent)]
     Sysfs(#[from] SysfsError),
-    #[error("{bdf} is bound to {driver}, not vfio-pci; run `sfbench setup --bind {bdf} --driver vfio-pci` as root")]
+    #[error("{bdf} is bound to {driver}, not vfio-pci; bind it to vfio-pci (as root) first")]
     NotBound { bdf: Bdf, driver: String },
     #[error("{bdf} has no IOMMU group: VFIO needs an IOMMU; boot with intel_iommu=on (or amd_iommu=on), or use uio_pci_generic")]
     NoIommuGroup { bdf: Bdf },
-    #[error("opening {what}: {source}{hint}")]
+    #[error("opening {what}{hint}")]
     Open { what: String, source: io::Error, hint: &'static str },
     #[error("VFIO API version {got}, expected {want}; the kernel's VFIO is incompatible")]
     ApiVersion { got: i32, want: i32 },
@@ -42,7 +42,7 @@ pub enum VfioError {
     NoType1,
     #[error("IOMMU group {group} of {bdf} is not viable: every device in it must be bound to vfio-pci or to no driver; see /sys/kernel/iommu_groups/{group}/devices and bind the others too")]
     NotViable { bdf: Bdf, group: u32 },
-    #[error("VFIO {step} failed for {bdf}: {source}")]
+    #[error("VFIO {step} failed for {bdf}")]
     Ioctl { bdf: Bdf, step: &'static str, source: io::Error },
     #[error("BAR0 of {bdf} cannot be mapped (region flags {flags:#x}, size {size}); the device is not a usable NVMe controller")]
     BarNotMappable { bdf: Bdf, flags: u32, size: u64 },
@@ -288,7 +288,7 @@ mod tests {
         let fake = Arc::new(FakeVfio { viable: true, ..Default::default() });
         let e = VfioDevice::open(fake.clone(), &sysfs, &bdf).unwrap_err();
         assert!(matches!(&e, VfioError::NotBound { driver, .. } if driver == "nvme"), "{e}");
-        assert!(e.to_string().contains("sfbench setup --bind 0000:00:04.0"), "{e}");
+        assert!(e.to_string().contains("0000:00:04.0 is bound to nvme, not vfio-pci; bind it to vfio-pci"), "{e}");
         assert!(fake.calls.lock().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }

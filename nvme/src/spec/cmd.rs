@@ -102,6 +102,7 @@ pub enum AdminOpcode {
     DeleteIoCq = 0x04,
     CreateIoCq = 0x05,
     Identify = 0x06,
+    Abort = 0x08,
     SetFeatures = 0x09,
     GetFeatures = 0x0a,
 }

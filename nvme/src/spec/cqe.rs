@@ -86,6 +86,8 @@ impl Status {
     pub const INVALID_FIELD: Status = Status::generic(0x02);
     pub const DATA_TRANSFER_ERROR: Status = Status::generic(0x04);
     pub const INTERNAL_ERROR: Status = Status::generic(0x06);
+    /// The command was aborted by an Abort command (generic 0x07).
+    pub const ABORT_REQUESTED: Status = Status::generic(0x07);
     pub const INVALID_NAMESPACE: Status = Status::generic(0x0b);
     pub const INVALID_PRP_OFFSET: Status = Status::generic(0x13);
     pub const LBA_OUT_OF_RANGE: Status = Status::generic(0x80);
@@ -97,6 +99,13 @@ impl Status {
     pub const INVALID_QUEUE_SIZE: Status = Status::specific(0x02);
     /// Media error (SCT 2): Unrecovered Read Error.
     pub const UNRECOVERED_READ_ERROR: Status = Status { sct: 2, sc: 0x81, dnr: false };
+    /// Path related (SCT 3) 0x70, Host Pathing Error. Never read from a
+    /// device here: the driver sets it on commands it ends because their
+    /// queue pair failed (as Linux does for a dead controller).
+    pub const HOST_PATH_ERROR: Status = Status { sct: 3, sc: 0x70, dnr: false };
+    /// Path related (SCT 3) 0x71, Command Aborted By Host. Never read from a
+    /// device here: the driver sets it on commands that passed their deadline.
+    pub const HOST_ABORTED: Status = Status { sct: 3, sc: 0x71, dnr: false };
 
     pub const fn generic(sc: u8) -> Status {
         Status { sct: 0, sc, dnr: true }
@@ -138,6 +147,7 @@ impl Status {
             (0, 0x02) => "invalid field in command",
             (0, 0x04) => "data transfer error",
             (0, 0x06) => "internal error",
+            (0, 0x07) => "command abort requested",
             (0, 0x0b) => "invalid namespace or format",
             (0, 0x13) => "invalid PRP offset",
             (0, 0x80) => "LBA out of range",
@@ -145,6 +155,8 @@ impl Status {
             (1, 0x01) => "invalid queue identifier",
             (1, 0x02) => "invalid queue size",
             (2, 0x81) => "unrecovered read error",
+            (3, 0x70) => "host pathing error (queue pair failed)",
+            (3, 0x71) => "command aborted by host (deadline passed)",
             _ => "other",
         }
     }
