@@ -73,6 +73,18 @@ typedef enum sfe_status {
    * No chain ran: the call failed before starting one (see `sfe_last_error`).
    */
   SFE_STATUS_NOT_STARTED = 10,
+  /**
+   * A read passed its deadline on the device.
+   */
+  SFE_STATUS_TIMEOUT = 11,
+  /**
+   * The thread's queue pair failed (the device misbehaved or stopped).
+   */
+  SFE_STATUS_QUEUE_FAILED = 12,
+  /**
+   * A limit of the queue was reached: retry later.
+   */
+  SFE_STATUS_BUSY = 13,
 } sfe_status;
 
 /**
@@ -180,7 +192,8 @@ int sfe_prog_unload(struct sfe_engine *e, int prog);
  * (hop limit), -EFAULT (a read outside the file), -ESTALE (the file changed
  * during the chain: retry), -EIO (device), -EINVAL (bad size or argument),
  * -EBADF (unknown program or fd), -EXDEV (the file is not on the engine's
- * device), -ENOEXEC (the runtime could not run the program).
+ * device), -ENOEXEC (the runtime could not run the program), -ETIMEDOUT (a
+ * read passed its deadline), -EBUSY (a queue limit: retry).
  *
  * Runs on the calling thread's own queue pair, polled here until the chain
  * ends (made on the thread's first call).

@@ -85,6 +85,9 @@ pub fn chain_errno(s: &ChainStatus) -> i32 {
         ChainStatus::BadSize { .. } | ChainStatus::Invalid(_) => libc::EINVAL,
         ChainStatus::Program { .. } => libc::ENOEXEC,
         ChainStatus::Submit(_) => libc::ENOMEM,
+        ChainStatus::Timeout { .. } => libc::ETIMEDOUT,
+        ChainStatus::QueueFailed(_) => libc::EIO,
+        ChainStatus::Busy { .. } => libc::EBUSY,
     }
 }
 
@@ -115,6 +118,12 @@ pub enum SfeStatus {
     SFE_STATUS_SUBMIT = 9,
     /// No chain ran: the call failed before starting one (see `sfe_last_error`).
     SFE_STATUS_NOT_STARTED = 10,
+    /// A read passed its deadline on the device.
+    SFE_STATUS_TIMEOUT = 11,
+    /// The thread's queue pair failed (the device misbehaved or stopped).
+    SFE_STATUS_QUEUE_FAILED = 12,
+    /// A limit of the queue was reached: retry later.
+    SFE_STATUS_BUSY = 13,
 }
 
 impl SfeStatus {
@@ -130,6 +139,9 @@ impl SfeStatus {
             ChainStatus::Program { .. } => SfeStatus::SFE_STATUS_PROGRAM,
             ChainStatus::Invalid(_) => SfeStatus::SFE_STATUS_INVALID,
             ChainStatus::Submit(_) => SfeStatus::SFE_STATUS_SUBMIT,
+            ChainStatus::Timeout { .. } => SfeStatus::SFE_STATUS_TIMEOUT,
+            ChainStatus::QueueFailed(_) => SfeStatus::SFE_STATUS_QUEUE_FAILED,
+            ChainStatus::Busy { .. } => SfeStatus::SFE_STATUS_BUSY,
         }
     }
 }

@@ -254,7 +254,8 @@ fn result_of(o: &ChainOutcome, count: usize) -> i64 {
 /// (hop limit), -EFAULT (a read outside the file), -ESTALE (the file changed
 /// during the chain: retry), -EIO (device), -EINVAL (bad size or argument),
 /// -EBADF (unknown program or fd), -EXDEV (the file is not on the engine's
-/// device), -ENOEXEC (the runtime could not run the program).
+/// device), -ENOEXEC (the runtime could not run the program), -ETIMEDOUT (a
+/// read passed its deadline), -EBUSY (a queue limit: retry).
 ///
 /// Runs on the calling thread's own queue pair, polled here until the chain
 /// ends (made on the thread's first call).
