@@ -75,7 +75,30 @@ fn main() {
         Cmd::Setup(a) => setup::run(a),
     };
     if let Err(e) = r {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", said_once_chain(e.chain()));
         std::process::exit(1);
     }
+}
+
+/// An error and its sources, each said once: a source whose text is
+/// already in what was said (a message that embeds its source with `{0}`)
+/// is not repeated.
+fn said_once_chain<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for e in chain {
+        let t = e.to_string();
+        if out.contains(&t) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
+}
+
+/// [`said_once_chain`] of one error.
+pub(crate) fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
+    said_once_chain(std::iter::successors(Some(e), |e| e.source()))
 }

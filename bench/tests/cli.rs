@@ -144,6 +144,97 @@ fn suite_smoke_runs_every_point_and_writes_results() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// Runs sfbench and returns its output and peak resident memory (KiB), from
+/// wait4's rusage of that one child.
+#[allow(clippy::zombie_processes)] // waited for with wait4, below
+fn sfbench_rss(args: &[&str]) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_sfbench")).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run sfbench");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    use std::io::Read;
+    let (mut so, mut se) = (child.stdout.unwrap(), child.stderr.unwrap());
+    let t = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        se.read_to_end(&mut e).unwrap();
+        e
+    });
+    so.read_to_end(&mut out).unwrap();
+    err.extend(t.join().unwrap());
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 writes it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for (Child is never waited on).
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(rc, pid);
+    (Output { status: std::process::ExitStatus::from_raw(status), stdout: out, stderr: err }, u64::try_from(ru.ru_maxrss).unwrap())
+}
+
+#[test]
+fn byop_reads_a_5_gib_file_in_place_in_flat_memory() {
+    let d = tmp("byop-big");
+    // A sparse 5 GiB file (on the file system of the temporary directory)
+    // with a marker in its last block.
+    let big = d.join("big.bin");
+    let f = std::fs::File::create(&big).unwrap();
+    let len = 5u64 << 30;
+    f.set_len(len).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &0x5fe_5fe_5fe_u64.to_le_bytes(), len - 4096).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let prog = d.join("first_word.o");
+    clang("#include \"xrp.h\"\nSEC(\"xrp\") int f(struct bpf_xrp *ctx) { *(unsigned long long *)ctx->scratch = *(unsigned long long *)ctx->data; ctx->done = 1; return 0; }\nLICENSE(\"GPL\");\n", &prog);
+    let off = (len - 4096).to_string();
+    let (o, rss_kib) = sfbench_rss(&["byop", "--prog", prog.to_str().unwrap(), "--file", big.to_str().unwrap(), "--offset", &off]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("status: done") && t.contains("scratch[0..32] as u64: 0x5fe5fe5fe"), "{t}");
+    assert!(rss_kib < 100 * 1024, "byop on a 5 GiB file peaked at {rss_kib} KiB resident (want < 100 MiB):\n{t}");
+    eprintln!("byop on a sparse 5 GiB file: {rss_kib} KiB peak resident");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn byop_errors_are_said_once_and_blame_the_right_thing() {
+    let d = tmp("byop-errors");
+    let db = mkdb(&d, "2000", "8");
+    let prog = d.join("lookup.o");
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/btree_lookup.c")).unwrap();
+    clang(&format!("#define SFE_BT_NODE_SIZE 512\n{src}"), &prog);
+    let p = prog.to_str().unwrap();
+    // --hops-max is explained, with a default that fits XRP's batches.
+    let o = sfbench(&["byop", "--help"]);
+    let t = text(&o);
+    assert!(t.contains("--hops-max") && t.contains("[default: 4096]") && t.contains("hop limit"), "{t}");
+    // A bad flag is blamed on the flag, not on the program.
+    for (flag, value) in [("--size", "100"), ("--data-size", "1000"), ("--offset", "7"), ("--hops-max", "0")] {
+        let o = sfbench(&["byop", "--prog", p, "--file", &db, flag, value]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{flag} {value}: {t}");
+        assert!(t.contains(&format!("{flag} {value}")), "{flag} {value} not blamed: {t}");
+        assert!(!t.contains("next_addr") && !t.contains("program"), "{flag} {value} blamed on the program: {t}");
+    }
+    let o = sfbench(&["byop", "--prog", p, "--file", &db, "--size", "8192", "--data-size", "4096"]);
+    assert!(text(&o).contains("--size 8192 is larger than --data-size 4096"), "{}", text(&o));
+    // A rejection is said once, and a too-small --data-size says what size is needed.
+    let bad = d.join("bad.o");
+    clang("#include \"xrp.h\"\nSEC(\"xrp\") int f(struct bpf_xrp *ctx) { ctx->done = 1; return ctx->data[5000]; }\nLICENSE(\"GPL\");\n", &bad);
+    let o = sfbench(&["byop", "--prog", bad.to_str().unwrap(), "--file", &db]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert_eq!(t.matches("verifier rejected the program").count(), 1, "{t}");
+    assert_eq!(t.matches("invalid access to data block").count(), 1, "{t}");
+    assert!(t.contains("--data-size 5120"), "{t}");
+    // Accepted at that size (the file's 512-byte nodes are read 4096 at a time here).
+    let o = sfbench(&["byop", "--prog", bad.to_str().unwrap(), "--file", &db, "--data-size", "5120"]);
+    assert!(!text(&o).contains("verifier rejected"), "{}", text(&o));
+    // A missing file is said once.
+    let o = sfbench(&["byop", "--prog", p, "--file", "/nonexistent/db"]);
+    let t = text(&o);
+    assert_eq!(t.matches("No such file").count(), 1, "{t}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn perf_runs_every_engine_with_writes_verified() {
     let d = tmp("perf");

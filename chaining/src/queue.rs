@@ -137,6 +137,9 @@ struct Chain {
     queued: u32,
     ended: bool,
     cb: Option<Callback>,
+    /// With `keep_last`: the buffer of the last block the program ran on and
+    /// its length (returned to the free list when the chain is reaped).
+    last: Option<Option<(DmaBuf, u32)>>,
 }
 
 struct State {
@@ -338,7 +341,7 @@ impl ChainQueue {
 }
 
 fn outcome(scratch: Box<[u8; SCRATCH_SIZE]>, status: ChainStatus, hops: u32, reads: u32) -> ChainOutcome {
-    ChainOutcome { status, scratch, hops, reads }
+    ChainOutcome { status, scratch, hops, reads, last_block: None }
 }
 
 impl State {
@@ -406,6 +409,7 @@ impl State {
             queued: 0,
             ended: false,
             cb: Some(cb),
+            last: req.keep_last.then_some(None),
         });
         match self.plan(key, 0, req.offset, u64::from(req.size)) {
             Ok(r) => self.enqueue(key, r),
@@ -589,7 +593,14 @@ impl State {
         self.stats.hops += 1;
         let scratch = chain.scratch.as_deref_mut().expect("a live chain holds its scratch");
         let result = self.functions[prog].call(data, scratch);
-        self.free.push(buf);
+        match &mut chain.last {
+            Some(last) => {
+                if let Some((old, _)) = last.replace((buf, len)) {
+                    self.free.push(old);
+                }
+            }
+            None => self.free.push(buf),
+        }
         let (ret, ctx) = match result {
             Ok(r) => r,
             Err(message) => return self.end(key, ChainStatus::Program { hop, message }),
@@ -642,7 +653,15 @@ impl State {
         }
         c.ended = true;
         let scratch = c.scratch.take().expect("a live chain holds its scratch");
-        let out = outcome(scratch, status, c.hops, c.reads);
+        let mut out = outcome(scratch, status, c.hops, c.reads);
+        if let Some(last) = &mut c.last {
+            if let Some((buf, len)) = last.take() {
+                let mut block = vec![0u8; len as usize];
+                buf.read(0, &mut block);
+                out.last_block = Some(block);
+                self.free.push(buf);
+            }
+        }
         let cb = c.cb.take();
         self.stats.chains_ended += 1;
         self.reap(key);

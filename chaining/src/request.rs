@@ -28,11 +28,17 @@ pub struct ChainRequest {
     pub scratch: Vec<u8>,
     /// Overrides the default hop limit (capped by the tenant's budget).
     pub hops_max: Option<u32>,
+    /// Return the last block read in [`ChainOutcome::last_block`] (XRP's
+    /// `read_xrp` leaves it in the caller's buffer). Off by default: it costs
+    /// a copy of the block at the end of the chain.
+    ///
+    /// [`ChainOutcome::last_block`]: crate::ChainOutcome::last_block
+    pub keep_last: bool,
 }
 
 impl ChainRequest {
     pub fn new(tenant: TenantId, file: FileId, offset: u64, size: u32, prog: ProgId) -> ChainRequest {
-        ChainRequest { tenant, file, offset, size, prog, scratch: Vec::new(), hops_max: None }
+        ChainRequest { tenant, file, offset, size, prog, scratch: Vec::new(), hops_max: None, keep_last: false }
     }
 
     /// Sets scratch word `i` (little-endian u64), growing the scratch as needed.

@@ -70,6 +70,9 @@ pub struct ChainOutcome {
     pub hops: u32,
     /// Reads issued to the device (holes are served without one).
     pub reads: u32,
+    /// The last block the program ran on (its read's length), when the
+    /// request asked for it with `keep_last`.
+    pub last_block: Option<Vec<u8>>,
 }
 
 impl ChainOutcome {
