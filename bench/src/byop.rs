@@ -120,7 +120,9 @@ pub fn run(a: Args) -> Result<()> {
             let mut msg = format!("{}: {}", a.prog.display(), crate::said_once(&e));
             if matches!(e, chaining::function::FunctionError::Vm(ebpf_runtime::vm::VmError::Rejected(_))) {
                 match data_size_needed(&object, a.section.as_deref(), a.data_size) {
-                    Some(n) => msg.push_str(&format!("\nthe verifier accepts it at --data-size {n} (the smallest multiple of {BLOCK_BYTES} that holds what it reads): run with --data-size {n}")),
+                    Some(n) => msg.push_str(&format!(
+                        "\nthe verifier accepts it at --data-size {n} (the smallest multiple of {BLOCK_BYTES} that holds what it reads): run with --data-size {n}"
+                    )),
                     None => msg.push_str(&format!("\n(a larger --data-size does not help: it is rejected at {DATA_SIZE_MAX} too)")),
                 }
             }
@@ -135,7 +137,12 @@ pub fn run(a: Args) -> Result<()> {
     registry.add_tenant(tenant);
     // The namespace is the file: one identity extent over its whole blocks.
     let readable = len - len % u64::from(BLOCK_BYTES);
-    let map = ExtentMap::new(vec![Extent { logical: FileOffset(0), physical: DevOffset(0), len: readable, kind: ExtentKind::Written }], readable, u64::from(BLOCK_BYTES), ChangeStamp::default())?;
+    let map = ExtentMap::new(
+        vec![Extent { logical: FileOffset(0), physical: DevOffset(0), len: readable, kind: ExtentKind::Written }],
+        readable,
+        u64::from(BLOCK_BYTES),
+        ChangeStamp::default(),
+    )?;
     let file = registry.add_file(Arc::new(map))?;
     registry.grant(tenant, file)?;
     let buf = a.data_size.next_multiple_of(4096);

@@ -48,14 +48,7 @@ pub fn run(a: Args) -> Result<()> {
     let ns = ctrl.namespace(1)?;
     let ios = bytes / u64::from(a.io_size);
     let nlb = a.io_size / ns.block_size;
-    println!(
-        "controller: {} ({}), namespace 1: {} blocks of {} B, latency model: {}",
-        ctrl.identify().model(),
-        ctrl.transport().name(),
-        ns.blocks,
-        ns.block_size,
-        a.latency
-    );
+    println!("controller: {} ({}), namespace 1: {} blocks of {} B, latency model: {}", ctrl.identify().model(), ctrl.transport().name(), ns.blocks, ns.block_size, a.latency);
     let pool = ctrl.transport().dma().clone();
     let mut qp = ctrl.alloc_io_qpair::<(u64, Instant)>(a.qd.saturating_add(1).max(2), 0)?;
     let mut bufs = Vec::new();
@@ -129,4 +122,3 @@ pub fn run(a: Args) -> Result<()> {
     println!("check: all {ios} blocks read back match what was written");
     Ok(())
 }
-

@@ -1,10 +1,10 @@
 //! `sfbench mkdb` and `sfbench mknums`: the data the benchmark runs on.
 
 use anyhow::{bail, Context, Result};
-use workloads::btree;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::PathBuf;
+use workloads::btree;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,7 +46,16 @@ pub fn run(a: Args) -> Result<btree::Superblock> {
     let sb = btree::build_file(&a.out, a.keys, a.node_size, per, a.seed, |n| bar.set_position(n)).with_context(|| format!("writing {}", a.out.display()))?;
     bar.finish_and_clear();
     let bytes = std::fs::metadata(&a.out)?.len();
-    println!("{}: {} keys, depth {} ({} reads per lookup), {}-byte nodes, {} keys per node, {:.1} MiB", a.out.display(), sb.keys, sb.depth, sb.depth, sb.node_size, per, bytes as f64 / f64::from(1u32 << 20));
+    println!(
+        "{}: {} keys, depth {} ({} reads per lookup), {}-byte nodes, {} keys per node, {:.1} MiB",
+        a.out.display(),
+        sb.keys,
+        sb.depth,
+        sb.depth,
+        sb.node_size,
+        per,
+        bytes as f64 / f64::from(1u32 << 20)
+    );
     Ok(sb)
 }
 

@@ -51,8 +51,7 @@ pub fn render(report: &Report, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Draws `charts` into `out_dir` (created if missing) as SVG and PNG; the
 /// paths written.
 pub(crate) fn draw_all(charts: &[LineChart], out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create the chart directory {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create the chart directory {}", out_dir.display()))?;
     let mut written = Vec::new();
     for chart in charts {
         let svg = out_dir.join(format!("{}.svg", chart.file_stem));
@@ -92,8 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// Reads and parses a results file, naming the file in every error.
 pub fn load(path: &Path) -> anyhow::Result<Report> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read benchmark results from {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read benchmark results from {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a results file written by `sfbench run` (JSON with command, machine, \

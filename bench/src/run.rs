@@ -8,11 +8,11 @@ use crate::engine::{Client, EngineKind, Recorder, Wait};
 use crate::results::{Report, RunResult};
 use crate::workload::{self, Data, Gen, Kind};
 use anyhow::{bail, Context, Result};
-use workloads::btree::Superblock;
 use nvme::{DmaPool, Latency, PoolOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use workloads::btree::Superblock;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -358,7 +358,10 @@ pub fn print_table(results: &[RunResult]) {
         let engines: Vec<&str> = results.iter().filter(|r| r.device == d).map(|r| r.engine.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         println!("  {}: {d}", engines.join(", "));
     }
-    println!("{:<11} {:<14} {:>5} {:>7} {:>3} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}", "engine", "workload", "depth", "threads", "qd", "ops/s", "hops/s", "avg us", "p50 us", "p99 us", "p99.9 us", "sw us/hop");
+    println!(
+        "{:<11} {:<14} {:>5} {:>7} {:>3} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "engine", "workload", "depth", "threads", "qd", "ops/s", "hops/s", "avg us", "p50 us", "p99 us", "p99.9 us", "sw us/hop"
+    );
     for r in results {
         println!(
             "{:<11} {:<14} {:>5} {:>7} {:>3} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.3}  {}",

@@ -28,13 +28,7 @@ pub fn run(a: Args) -> Result<()> {
     let before = setup::hugepages()?;
     match a.hugemem {
         None => {
-            println!(
-                "hugepages: {} reserved, {} free ({} KiB each): {} MiB free for DMA memory",
-                before.total,
-                before.free,
-                before.size_kib,
-                before.free_bytes() >> 20
-            );
+            println!("hugepages: {} reserved, {} free ({} KiB each): {} MiB free for DMA memory", before.total, before.free, before.size_kib, before.free_bytes() >> 20);
             if before.total == 0 {
                 println!("none reserved: DMA memory falls back to ordinary pages. Reserve some with: sfbench setup --hugemem 512");
             }

@@ -173,7 +173,8 @@ fn target(what: &str, value: String, bar: &str, met: bool) {
 
 /// The targets, computed from this run.
 fn targets(results: &[RunResult], model: Latency) {
-    let at = |engine: &str, workload: &str, depth: u32, threads: u32| results.iter().find(|r| r.engine == engine && r.workload == workload && r.depth == depth && r.threads == threads);
+    let at =
+        |engine: &str, workload: &str, depth: u32, threads: u32| results.iter().find(|r| r.engine == engine && r.workload == workload && r.depth == depth && r.threads == threads);
     let look = |engine: &str, depth: u32, threads: u32| at(engine, "lookup-uniform", depth, threads);
     let l_us = model.for_bytes(NODE_BYTES as u64).as_secs_f64() * 1e6;
     println!("\ntargets (this run):");

@@ -2,13 +2,13 @@
 //! and the reference each engine's answers are checked against.
 
 use anyhow::{bail, Result};
-use workloads::btree::{self, Superblock};
-use workloads::filter::{self, Reduced};
 use chaining::{ChainRequest, Function, ProgId};
 use fs_extents::{FileId, TenantId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
+use workloads::btree::{self, Superblock};
+use workloads::filter::{self, Reduced};
 
 /// The workloads `run` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -57,7 +57,11 @@ fn still_there((dev, mnt): &(String, String)) -> Option<String> {
     if Path::new(mnt).exists() {
         return Some(format!("{mnt} still exists"));
     }
-    let attached = if name.starts_with("loop") { std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).is_ok_and(|b| b.contains("sfe-scratch")) } else { Path::new(&format!("/sys/block/{name}")).exists() && std::fs::read_to_string(format!("/sys/block/{name}/disksize")).is_ok_and(|s| s.trim() != "0") };
+    let attached = if name.starts_with("loop") {
+        std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).is_ok_and(|b| b.contains("sfe-scratch"))
+    } else {
+        Path::new(&format!("/sys/block/{name}")).exists() && std::fs::read_to_string(format!("/sys/block/{name}/disksize")).is_ok_and(|s| s.trim() != "0")
+    };
     attached.then(|| format!("{dev} is still attached"))
 }
 
@@ -101,7 +105,8 @@ fn suite_on_a_kernel_block_device_checks_every_engine_and_cleans_up() {
     }
     // The bypass engines translated through the fragmented files' extents.
     assert!(t.contains("extents on /dev/") && t.contains("the ext4 reader agrees"), "{t}");
-    let frag = t.lines().filter(|l| l.contains("db-depth6.sfe through")).find_map(|l| l.split(" through ").nth(1)?.split(' ').next()?.parse::<usize>().ok()).expect("the depth-6 note");
+    let frag =
+        t.lines().filter(|l| l.contains("db-depth6.sfe through")).find_map(|l| l.split(" through ").nth(1)?.split(' ').next()?.parse::<usize>().ok()).expect("the depth-6 note");
     assert!(frag > 1, "the depth-6 database is fragmented: {frag} extents");
     assert!(out.join("latency_vs_depth.svg").exists());
     assert_eq!(still_there(&made(&t)), None, "the suite left a device or mount behind:\n{t}");
@@ -203,7 +208,12 @@ fn a_database_that_changes_during_the_run_stops_it() {
     let db = d.join("db.sfe");
     let o = sfbench().args(["mkdb", "--out", &db.to_string_lossy(), "--keys", "500", "--keys-per-node", "8"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let child = sfbench().args(["run", "--db", &db.to_string_lossy(), "--engines", "bpf-chain", "--seconds", "2", "--warmup", "0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = sfbench()
+        .args(["run", "--db", &db.to_string_lossy(), "--engines", "bpf-chain", "--seconds", "2", "--warmup", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     // Grow the file: its change stamp moves (the blocks already there do not).
     let f = std::fs::OpenOptions::new().append(true).open(&db).unwrap();

@@ -30,7 +30,13 @@ fn clang(src: &str, out: &Path) {
     let inc = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/include");
     let c = out.with_extension("c");
     std::fs::write(&c, src).unwrap();
-    let o = Command::new("clang").args(["-target", "bpf", "-O2", "-I", inc, "-c"]).arg(&c).arg("-o").arg(out).output().expect("clang must be installed: run bash scripts/install-deps.sh");
+    let o = Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-I", inc, "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("clang must be installed: run bash scripts/install-deps.sh");
     assert!(o.status.success(), "clang: {}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -109,8 +115,21 @@ fn byop_runs_a_clang_built_program_and_shows_verifier_rejections() {
         u64::from_le_bytes(f[8..16].try_into().unwrap())
     };
     let o = sfbench(&[
-        "byop", "--prog", good.to_str().unwrap(), "--file", &db, "--offset", &root.to_string(), "--size", "512", "--data-size", "512",
-        "--scratch-in", scratch_in.to_str().unwrap(), "--scratch-out", scratch_out.to_str().unwrap(),
+        "byop",
+        "--prog",
+        good.to_str().unwrap(),
+        "--file",
+        &db,
+        "--offset",
+        &root.to_string(),
+        "--size",
+        "512",
+        "--data-size",
+        "512",
+        "--scratch-in",
+        scratch_in.to_str().unwrap(),
+        "--scratch-out",
+        scratch_out.to_str().unwrap(),
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -241,8 +260,29 @@ fn perf_runs_every_engine_with_writes_verified() {
     let json = d.join("p.json").to_string_lossy().into_owned();
     let charts = d.join("charts").to_string_lossy().into_owned();
     let o = sfbench(&[
-        "perf", "-q", "1,4", "-o", "4k", "-w", "randrw", "-M", "50", "-t", "0.3", "-a", "0.05", "--size", "16M", "--verify",
-        "--engines", "spdk-style,io_uring,psync", "-L", "--json", &json, "--charts", &charts,
+        "perf",
+        "-q",
+        "1,4",
+        "-o",
+        "4k",
+        "-w",
+        "randrw",
+        "-M",
+        "50",
+        "-t",
+        "0.3",
+        "-a",
+        "0.05",
+        "--size",
+        "16M",
+        "--verify",
+        "--engines",
+        "spdk-style,io_uring,psync",
+        "-L",
+        "--json",
+        &json,
+        "--charts",
+        &charts,
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");

@@ -5,8 +5,6 @@
 //!
 //! cargo bench -p chaining --bench chain
 
-use workloads::btree::{self, key_at};
-use workloads::{filter, programs};
 use chaining::{ChainQueue, ChainRequest, Function, ProgId, QueueConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ebpf_runtime::vm::Engine as VmEngine;
@@ -16,6 +14,8 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use workloads::btree::{self, key_at};
+use workloads::{filter, programs};
 
 const T: TenantId = TenantId(1);
 

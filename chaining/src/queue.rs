@@ -249,11 +249,7 @@ impl ChainQueue {
 
     /// Memory held for chains; bounded by the limits whatever is submitted.
     pub fn footprint(&self) -> Footprint {
-        Footprint {
-            chain_slots: self.st.chains.capacity(),
-            backlog_slots: self.st.tenants.list.iter().map(|t| t.backlog.capacity()).sum(),
-            free_buffers: self.st.free.len(),
-        }
+        Footprint { chain_slots: self.st.chains.capacity(), backlog_slots: self.st.tenants.list.iter().map(|t| t.backlog.capacity()).sum(), free_buffers: self.st.free.len() }
     }
 
     /// Starts a chain; `done` runs on this thread when it ends, with a status

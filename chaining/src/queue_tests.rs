@@ -41,7 +41,12 @@ fn fixture(dma: PoolOptions) -> Fx {
     }
     let emu = Arc::new(EmulatedController::new(Backing::memory_from(image), EmuConfig { dma, ..EmuConfig::default() }).unwrap());
     let ctrl = Arc::new(Controller::attach(emu.clone()).unwrap());
-    let ext = |logical: u64, physical: u64, blocks: u64| Extent { logical: FileOffset(logical * BLOCK), physical: DevOffset(physical * BLOCK), len: blocks * BLOCK, kind: ExtentKind::Written };
+    let ext = |logical: u64, physical: u64, blocks: u64| Extent {
+        logical: FileOffset(logical * BLOCK),
+        physical: DevOffset(physical * BLOCK),
+        len: blocks * BLOCK,
+        kind: ExtentKind::Written,
+    };
     let map = ExtentMap::new(vec![ext(0, 0, HOLE.start), ext(HOLE.end, 64, FILE_BLOCKS - HOLE.end)], FILE_BLOCKS * BLOCK, BLOCK, ChangeStamp::default()).unwrap();
     let registry = Arc::new(Registry::new());
     registry.add_tenant(T);

@@ -60,7 +60,16 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { reactors: 1, queue: QueueConfig::default(), channel_capacity: 1024, nsid: 1, tenants: Vec::new(), idle_polls: 2000, pin_reactors: true, limits: ChainLimits::default() }
+        EngineConfig {
+            reactors: 1,
+            queue: QueueConfig::default(),
+            channel_capacity: 1024,
+            nsid: 1,
+            tenants: Vec::new(),
+            idle_polls: 2000,
+            pin_reactors: true,
+            limits: ChainLimits::default(),
+        }
     }
 }
 

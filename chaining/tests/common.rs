@@ -4,13 +4,13 @@
 
 #![allow(dead_code)]
 
-use workloads::btree::{self, Superblock};
 use chaining::{ChainQueue, QueueConfig};
 use fs_extents::{Ext4, FileId, Registry, TenantId};
 use nvme::{Backing, Controller, EmuConfig, EmulatedController};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use workloads::btree::{self, Superblock};
 
 pub const T1: TenantId = TenantId(1);
 pub const T2: TenantId = TenantId(2);

@@ -3,12 +3,12 @@
 
 mod common;
 
-use workloads::btree::{self, key_at, value_of};
-use workloads::{filter, programs};
 use chaining::{ChainRequest, ChainStatus, Function, ProgId, QueueConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
 use std::sync::{Arc, Mutex};
+use workloads::btree::{self, key_at, value_of};
+use workloads::{filter, programs};
 
 fn lookup_req(f: &Fixture, prog: ProgId, key: u64) -> ChainRequest {
     ChainRequest::new(T1, f.db, f.db_sb.root, f.db_sb.node_size as u32, prog).with_u64(btree::LK_KEY, key)

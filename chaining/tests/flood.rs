@@ -17,7 +17,9 @@ const BLOCKS: u64 = 256;
 fn a_million_chains_end_and_memory_stays_flat() {
     let emu = Arc::new(EmulatedController::new(Backing::memory(BLOCKS * 4096).unwrap(), EmuConfig::default()).unwrap());
     let ctrl = Controller::attach(emu).unwrap();
-    let map = ExtentMap::new(vec![Extent { logical: FileOffset(0), physical: DevOffset(0), len: BLOCKS * 4096, kind: ExtentKind::Written }], BLOCKS * 4096, 4096, ChangeStamp::default()).unwrap();
+    let map =
+        ExtentMap::new(vec![Extent { logical: FileOffset(0), physical: DevOffset(0), len: BLOCKS * 4096, kind: ExtentKind::Written }], BLOCKS * 4096, 4096, ChangeStamp::default())
+            .unwrap();
     let registry = Arc::new(Registry::new());
     let tenant = TenantId(1);
     registry.add_tenant(tenant);

@@ -3,13 +3,13 @@
 
 mod common;
 
-use workloads::btree::{self, key_at};
-use workloads::programs;
 use chaining::{ChainOutcome, ChainRequest, ChainStatus, Engine, EngineConfig, Function, FunctionFactory, ProgId, QueueConfig, TenantConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
 use ebpf_runtime::XrpContext;
 use std::sync::{Arc, Mutex};
+use workloads::btree::{self, key_at};
+use workloads::programs;
 
 /// A native function that always asks for `next` (offset, size) pairs.
 fn asks(reads: Vec<(u64, u64)>) -> Function {
@@ -185,11 +185,12 @@ fn a_tenant_with_long_chains_does_not_starve_another() {
     let mut q = f.queue(QueueConfig { depth: 4, hops_max: 1000, ..QueueConfig::default() });
     q.configure_tenant(T1, TenantConfig { hops_max: 1000, inflight_max: 2 });
     let walk = q.add_function(asks(vec![(0, 4096)])).unwrap();
-    let one = q.add_function(Function::native(4096, |_: &[u8], _: &mut [u8], ctx: &mut XrpContext| {
-        ctx.done = 1;
-        0
-    }))
-    .unwrap();
+    let one = q
+        .add_function(Function::native(4096, |_: &[u8], _: &mut [u8], ctx: &mut XrpContext| {
+            ctx.done = 1;
+            0
+        }))
+        .unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     for i in 0..20 {
         let o = order.clone();

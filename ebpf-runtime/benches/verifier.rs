@@ -19,11 +19,7 @@ use verifier_common::{maps, programs};
 /// Builds `src` with clang at the default CPU and loads it.
 fn clang_program(src: &Path, flags: &[&str]) -> Program {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!(
-        "verifier-bench-{}-{}.o",
-        std::process::id(),
-        src.file_stem().and_then(|s| s.to_str()).unwrap_or("prog")
-    ));
+    let out = std::env::temp_dir().join(format!("verifier-bench-{}-{}.o", std::process::id(), src.file_stem().and_then(|s| s.to_str()).unwrap_or("prog")));
     let status = Command::new("clang")
         .args(["-target", "bpf", "-O2", "-g0", "-c", "-I"])
         .arg(root.join("../bpf/include"))
@@ -42,11 +38,7 @@ fn clang_program(src: &Path, flags: &[&str]) -> Program {
 fn bench(c: &mut Criterion) {
     let maps = maps();
     let env = Env { maps: &maps, data_size: 4096, scratch_size: 4096, limits: Limits::default() };
-    let cases = [
-        ("btree_search", programs::btree_search()),
-        ("filter_reduce_512", programs::filter_reduce()),
-        ("map_lookup", programs::map_lookup()),
-    ];
+    let cases = [("btree_search", programs::btree_search()), ("filter_reduce_512", programs::filter_reduce()), ("map_lookup", programs::map_lookup())];
     for (name, prog) in &cases {
         c.bench_function(&format!("verify/{name}"), |b| b.iter(|| verify(black_box(prog), &env).expect("accepted")));
     }

@@ -166,11 +166,7 @@ impl Gen<'_> {
     }
 
     fn ctx_access(&mut self) {
-        let off = if self.rng.chance(80) {
-            self.rng.pick(&[0, 8, 16, 24, 136, 144, 264, 272]) as i16
-        } else {
-            self.rng.range(-8, 288) as i16
-        };
+        let off = if self.rng.chance(80) { self.rng.pick(&[0, 8, 16, 24, 136, 144, 264, 272]) as i16 } else { self.rng.range(-8, 288) as i16 };
         let size = if !self.rng.chance(85) {
             self.rng.pick(&SIZES)
         } else if off == 8 {
@@ -242,10 +238,7 @@ impl Gen<'_> {
         let mut a = std::mem::take(&mut self.asm).ldx(lsize, idx, src, loff);
         let span = len.abs();
         for _ in 0..self.rng.range(0, 3) {
-            let op = self.rng.pick(&[
-                ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_MOD, ALU_AND, ALU_OR, ALU_XOR, ALU_LSH, ALU_RSH, ALU_ARSH,
-                ALU_NEG,
-            ]);
+            let op = self.rng.pick(&[ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_MOD, ALU_AND, ALU_OR, ALU_XOR, ALU_LSH, ALU_RSH, ALU_ARSH, ALU_NEG]);
             let shift = matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH);
             let imm = if shift {
                 self.rng.range(0, 31)
@@ -268,14 +261,9 @@ impl Gen<'_> {
             // Two-sided: an upper and a lower bound, in random forms.
             let hi = (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32;
             let lo = (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32;
-            vec![
-                (self.rng.pick(&[JMP_JGT, JMP_JGE, JMP_JSGT, JMP_JSGE]), hi),
-                (self.rng.pick(&[JMP_JLT, JMP_JLE, JMP_JSLT, JMP_JSLE]), lo),
-            ]
+            vec![(self.rng.pick(&[JMP_JGT, JMP_JGE, JMP_JSGT, JMP_JSGE]), hi), (self.rng.pick(&[JMP_JLT, JMP_JLE, JMP_JSLT, JMP_JSLE]), lo)]
         } else {
-            let op = self.rng.pick(&[
-                JMP_JGT, JMP_JGE, JMP_JLT, JMP_JLE, JMP_JSGT, JMP_JSGE, JMP_JSLT, JMP_JSLE, JMP_JEQ, JMP_JNE, JMP_JSET,
-            ]);
+            let op = self.rng.pick(&[JMP_JGT, JMP_JGE, JMP_JLT, JMP_JLE, JMP_JSGT, JMP_JSGE, JMP_JSLT, JMP_JSLE, JMP_JEQ, JMP_JNE, JMP_JSET]);
             vec![(op, (self.rng.pick(&edges) + self.rng.range(-2, 2)) as i32)]
         };
         for (op, bound) in checks {
@@ -326,10 +314,7 @@ impl Gen<'_> {
             self.emit(|a| a.raw(i));
             return;
         }
-        let op = self.rng.pick(&[
-            ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_NEG, ALU_MOD, ALU_XOR,
-            ALU_MOV, ALU_ARSH,
-        ]);
+        let op = self.rng.pick(&[ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_NEG, ALU_MOD, ALU_XOR, ALU_MOV, ALU_ARSH]);
         let dst = self.scalar();
         let is_shift = matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH);
         let imm = if is_shift { self.rng.range(0, 31) as i32 } else { self.rng.range(-300, 5000) as i32 };
@@ -407,17 +392,7 @@ impl Gen<'_> {
         let off = self.rng.range(-4, 4) as i16;
         let op = self.rng.pick(&[JMP_JLT, JMP_JLE, JMP_JNE, JMP_JSLT]);
         let head = self.label();
-        self.emit(|a| {
-            a.mov(c, 0)
-                .label(&head)
-                .movr(t, c)
-                .alu(ALU_LSH, t, scale)
-                .alur(ALU_ADD, t, base)
-                .ldx(size, t, t, off)
-                .alu(ALU_ADD, c, step)
-                .jmp(op, c, n, &head)
-                .mov(t, 0)
-        });
+        self.emit(|a| a.mov(c, 0).label(&head).movr(t, c).alu(ALU_LSH, t, scale).alur(ALU_ADD, t, base).ldx(size, t, t, off).alu(ALU_ADD, c, step).jmp(op, c, n, &head).mov(t, 0));
     }
 
     fn branch_over(&mut self) {
@@ -436,10 +411,7 @@ impl Gen<'_> {
             self.emit(|a| a.call(insn::helper_id::KTIME_GET_NS));
         } else {
             let n = self.rng.range(1, 16) as i32;
-            self.emit(|a| {
-                a.st(DW, R10, -16, 0x000a_6425).st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -16).mov(R2, n)
-                    .call(insn::helper_id::TRACE_PRINTK)
-            });
+            self.emit(|a| a.st(DW, R10, -16, 0x000a_6425).st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -16).mov(R2, n).call(insn::helper_id::TRACE_PRINTK));
         }
         self.emit(|a| a.mov(R1, 0).mov(R2, 0).mov(R3, 0).mov(R4, 0).mov(R5, 0));
     }
@@ -467,12 +439,7 @@ impl Gen<'_> {
                 a = a.movr(reg, ptr);
             }
             a = match sink {
-                0 | 1 => a
-                    .st(DW, R10, -32, 0x000a_7025)
-                    .movr(R1, R10)
-                    .alu(ALU_ADD, R1, -32)
-                    .mov(R2, 4)
-                    .call(insn::helper_id::TRACE_PRINTK),
+                0 | 1 => a.st(DW, R10, -32, 0x000a_7025).movr(R1, R10).alu(ALU_ADD, R1, -32).mov(R2, 4).call(insn::helper_id::TRACE_PRINTK),
                 2 => a.stx(DW, R8, reg, 64),
                 3 => a.stx(DW, R6, reg, 24),
                 4 => a.stx(DW, R9, reg, 8),
@@ -658,8 +625,7 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
         }
         let salt = rng.next();
         // Programs write to the regions: every pass starts from the same bytes.
-        let snapshot: Vec<Vec<u8>> =
-            [&data, &scratch].into_iter().chain(values.iter()).map(|r| r.bytes().to_vec()).collect();
+        let snapshot: Vec<Vec<u8>> = [&data, &scratch].into_iter().chain(values.iter()).map(|r| r.bytes().to_vec()).collect();
         let mut ctx = [0u8; CTX_SIZE];
         ctx[OFF_DATA..OFF_DATA + 8].copy_from_slice(&data.addr().to_le_bytes());
         ctx[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&scratch.addr().to_le_bytes());
@@ -797,10 +763,7 @@ fn args() -> Result<Args, String> {
 }
 
 fn dump(prog: &[Insn]) -> String {
-    prog.iter()
-        .enumerate()
-        .map(|(i, x)| format!("  {i:3}: Insn {{ opc: {:#04x}, dst: {}, src: {}, off: {}, imm: {} }}\n", x.opc, x.dst, x.src, x.off, x.imm))
-        .collect()
+    prog.iter().enumerate().map(|(i, x)| format!("  {i:3}: Insn {{ opc: {:#04x}, dst: {}, src: {}, off: {}, imm: {} }}\n", x.opc, x.dst, x.src, x.off, x.imm)).collect()
 }
 
 fn main() {
@@ -869,10 +832,7 @@ fn main() {
             Err(_) => format!("no result within {RUN_TIMEOUT:?}: the program may loop forever"),
         };
         failures += 1;
-        eprintln!(
-            "FAILURE (program {generated}, data_size {data_size}, run seed {run_seed}): {outcome}\n{}",
-            dump(&prog)
-        );
+        eprintln!("FAILURE (program {generated}, data_size {data_size}, run seed {run_seed}): {outcome}\n{}", dump(&prog));
         if outcome.starts_with("no result") {
             break; // the stuck thread cannot be stopped; report and exit
         }

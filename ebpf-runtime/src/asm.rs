@@ -308,7 +308,12 @@ fn encode_rest(m: &str, ops: &[String], out: &mut Vec<Insn>, target: &dyn Fn(&st
         out.push(ins(class | insn::ALU_MOV | insn::SRC_X, reg(&ops[0])?, reg(&ops[1])?, from, 0));
         return Ok(());
     }
-    for (prefix, opc) in [("be", insn::CLASS_ALU | insn::ALU_END | insn::SRC_X), ("le", insn::CLASS_ALU | insn::ALU_END), ("bswap", insn::CLASS_ALU64 | insn::ALU_END), ("swap", insn::CLASS_ALU64 | insn::ALU_END)] {
+    for (prefix, opc) in [
+        ("be", insn::CLASS_ALU | insn::ALU_END | insn::SRC_X),
+        ("le", insn::CLASS_ALU | insn::ALU_END),
+        ("bswap", insn::CLASS_ALU64 | insn::ALU_END),
+        ("swap", insn::CLASS_ALU64 | insn::ALU_END),
+    ] {
         if let Some(width) = m.strip_prefix(prefix).and_then(|w| w.parse::<i32>().ok()) {
             want(1)?;
             out.push(ins(opc, reg(&ops[0])?, 0, 0, width));

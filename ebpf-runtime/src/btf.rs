@@ -237,9 +237,7 @@ pub fn maps(btf: &[u8]) -> Result<Vec<BtfMap>, BtfError> {
                     arr.array.map(|(_, n)| n).ok_or_else(|| map_err(format!("member `{field}` is not __uint(...)")))
                 };
                 // __type(field, T): pointer to T.
-                let size_of = || -> Result<u32, BtfError> {
-                    u32::try_from(b.size(pointee, 0)?).map_err(|_| map_err(format!("`{field}` type too large")))
-                };
+                let size_of = || -> Result<u32, BtfError> { u32::try_from(b.size(pointee, 0)?).map_err(|_| map_err(format!("`{field}` type too large"))) };
                 match field {
                     "type" => m.map_type = uint()?,
                     "max_entries" => m.max_entries = uint()?,

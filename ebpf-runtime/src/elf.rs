@@ -164,14 +164,7 @@ impl ElfObject {
                         2 => MapKind::Array,
                         _ => return Err(ElfError::MapType { name: map_name, map_type }),
                     };
-                    let spec = MapSpec {
-                        name: map_name,
-                        kind,
-                        key_size: u32_at(def, 4),
-                        value_size: u32_at(def, 8),
-                        max_entries: u32_at(def, 12),
-                        read_only: false,
-                    };
+                    let spec = MapSpec { name: map_name, kind, key_size: u32_at(def, 4), value_size: u32_at(def, 8), max_entries: u32_at(def, 12), read_only: false };
                     map_at.push((section.index(), offset, maps.len()));
                     maps.push(MapDecl { spec, init: None });
                 }
@@ -232,14 +225,7 @@ impl ElfObject {
                 section.data()?.to_vec()
             };
             let value_size = u32::try_from(init.len()).map_err(|_| ElfError::GlobalTooLarge { section: name.clone(), size, max: GLOBAL_BYTES_MAX })?;
-            let spec = MapSpec {
-                read_only: name.starts_with(".rodata"),
-                name,
-                kind: MapKind::Array,
-                key_size: 4,
-                value_size,
-                max_entries: 1,
-            };
+            let spec = MapSpec { read_only: name.starts_with(".rodata"), name, kind: MapKind::Array, key_size: 4, value_size, max_entries: 1 };
             map_at.push((index, 0, maps.len()));
             maps.push(MapDecl { spec, init: Some(init) });
         }

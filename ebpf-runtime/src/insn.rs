@@ -104,13 +104,7 @@ pub struct Insn {
 impl Insn {
     /// Decodes one slot (little-endian, the only byte order we load).
     pub fn decode(slot: [u8; INSN_SIZE]) -> Insn {
-        Insn {
-            opc: slot[0],
-            dst: slot[1] & 0x0f,
-            src: slot[1] >> 4,
-            off: i16::from_le_bytes([slot[2], slot[3]]),
-            imm: i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]),
-        }
+        Insn { opc: slot[0], dst: slot[1] & 0x0f, src: slot[1] >> 4, off: i16::from_le_bytes([slot[2], slot[3]]), imm: i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]) }
     }
 
     /// Encodes one slot; `dst` and `src` must be below 16.

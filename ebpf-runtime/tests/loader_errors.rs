@@ -115,7 +115,11 @@ fn unsupported_map_definitions() {
     assert!(e.contains("type 27 is not supported"), "{e}");
     // BTF-defined maps are refused with a pointer to the legacy form.
     let src = std::env::temp_dir().join(format!("btf-maps-{}.c", std::process::id()));
-    std::fs::write(&src, "struct { int (*type)[2]; int (*max_entries)[4]; } m __attribute__((section(\".maps\"), used));\n__attribute__((section(\"xrp\"), used)) int f(void *c) { return 0; }\n").unwrap();
+    std::fs::write(
+        &src,
+        "struct { int (*type)[2]; int (*max_entries)[4]; } m __attribute__((section(\".maps\"), used));\n__attribute__((section(\"xrp\"), used)) int f(void *c) { return 0; }\n",
+    )
+    .unwrap();
     let out = src.with_extension("o");
     let ok = std::process::Command::new("clang").args(["-target", "bpf", "-O2", "-c"]).arg(&src).arg("-o").arg(&out).status().expect("clang (run scripts/install-deps.sh)");
     assert!(ok.success());

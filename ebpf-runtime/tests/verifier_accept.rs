@@ -69,15 +69,7 @@ fn trace_printk_with_format_on_stack() {
 
 #[test]
 fn spilled_pointer_is_restored_by_an_aligned_fill() {
-    accept(
-        &Asm::new()
-            .ldx(DW, R2, R1, 0)
-            .stx(DW, R10, R2, -16)
-            .ldx(DW, R3, R10, -16)
-            .ldx(DW, R0, R3, 4088)
-            .exit()
-            .build(),
-    );
+    accept(&Asm::new().ldx(DW, R2, R1, 0).stx(DW, R10, R2, -16).ldx(DW, R3, R10, -16).ldx(DW, R0, R3, 4088).exit().build());
 }
 
 #[test]
@@ -97,78 +89,28 @@ fn spilled_scalar_keeps_its_bounds() {
 
 #[test]
 fn bounds_check_then_variable_access() {
-    accept(
-        &Asm::new()
-            .ldx(DW, R2, R1, 0)
-            .ldx(DW, R3, R2, 0)
-            .jmp(JMP_JGT, R3, 4088, "out")
-            .alur(ALU_ADD, R2, R3)
-            .ldx(DW, R0, R2, 0)
-            .exit()
-            .label("out")
-            .ret0()
-            .build(),
-    );
+    accept(&Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R3, R2, 0).jmp(JMP_JGT, R3, 4088, "out").alur(ALU_ADD, R2, R3).ldx(DW, R0, R2, 0).exit().label("out").ret0().build());
 }
 
 #[test]
 fn jmp32_bound_on_a_32_bit_value() {
-    accept(
-        &Asm::new()
-            .ldx(DW, R2, R1, 272)
-            .ldx(W, R3, R2, 0)
-            .jmp32(JMP_JGT, R3, 4095, "out")
-            .alur(ALU_ADD, R2, R3)
-            .ldx(B, R0, R2, 0)
-            .exit()
-            .label("out")
-            .ret0()
-            .build(),
-    );
+    accept(&Asm::new().ldx(DW, R2, R1, 272).ldx(W, R3, R2, 0).jmp32(JMP_JGT, R3, 4095, "out").alur(ALU_ADD, R2, R3).ldx(B, R0, R2, 0).exit().label("out").ret0().build());
 }
 
 #[test]
 fn alu32_results_are_bounded_by_masks() {
-    accept(
-        &Asm::new()
-            .ldx(DW, R2, R1, 0)
-            .ldx(DW, R3, R2, 0)
-            .mov32r(R4, R3)
-            .alu32(ALU_AND, R4, 0xff8)
-            .alur(ALU_ADD, R2, R4)
-            .ldx(DW, R0, R2, 0)
-            .exit()
-            .build(),
-    );
+    accept(&Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R3, R2, 0).mov32r(R4, R3).alu32(ALU_AND, R4, 0xff8).alur(ALU_ADD, R2, R4).ldx(DW, R0, R2, 0).exit().build());
 }
 
 #[test]
 fn division_and_modulo_by_zero_are_allowed() {
     // rbpf defines x / 0 = 0 and x % 0 = x, as Linux does.
-    accept(
-        &Asm::new()
-            .mov(R0, 10)
-            .mov(R2, 0)
-            .alur(ALU_DIV, R0, R2)
-            .alur(ALU_MOD, R0, R2)
-            .alu32r(ALU_MOD, R0, R2)
-            .exit()
-            .build(),
-    );
+    accept(&Asm::new().mov(R0, 10).mov(R2, 0).alur(ALU_DIV, R0, R2).alur(ALU_MOD, R0, R2).alu32r(ALU_MOD, R0, R2).exit().build());
 }
 
 #[test]
 fn modulo_bounds_an_index() {
-    accept(
-        &Asm::new()
-            .ldx(DW, R2, R1, 0)
-            .ldx(DW, R3, R2, 0)
-            .alu(ALU_MOD, R3, 4089)
-            .alur(ALU_ADD, R2, R3)
-            .ldx(DW, R0, R2, 0)
-            .exit()
-            .build(),
-    );
+    accept(&Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R3, R2, 0).alu(ALU_MOD, R3, 4089).alur(ALU_ADD, R2, R3).ldx(DW, R0, R2, 0).exit().build());
 }
 
 #[test]
@@ -192,16 +134,7 @@ fn ctx_slots_done_and_global_data() {
 fn infeasible_branch_is_not_walked() {
     // r2 = 5: the jump is always taken, so the bad load is dead code that
     // the verifier proves unreachable by value.
-    accept(
-        &Asm::new()
-            .mov(R2, 5)
-            .jmp(JMP_JEQ, R2, 5, "ok")
-            .ldx(DW, R0, R2, 0)
-            .exit()
-            .label("ok")
-            .ret0()
-            .build(),
-    );
+    accept(&Asm::new().mov(R2, 5).jmp(JMP_JEQ, R2, 5, "ok").ldx(DW, R0, R2, 0).exit().label("ok").ret0().build());
 }
 
 #[test]
@@ -254,13 +187,7 @@ fn cpu_v4_instructions_the_runtime_lowers() {
 #[test]
 fn sign_extended_values_are_signed_ranges() {
     // (s8) of a byte may be negative: not usable as an offset unchecked.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_B, 3, 2, 0, 0))
-        .alur(ALU_ADD, R2, R3)
-        .ldx(B, R0, R2, 0)
-        .exit()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_B, 3, 2, 0, 0)).alur(ALU_ADD, R2, R3).ldx(B, R0, R2, 0).exit().build();
     reject(&p, "invalid access to data block off=-128 size=1");
     // ldxs from the context is refused.
     reject(&Asm::new().raw(raw(CLASS_LDX | MODE_MEMSX | SIZE_W, 0, 1, 8, 0)).exit().build(), "invalid ctx access off=8 size=4");

@@ -32,11 +32,8 @@ fn build(src: &Path, out: &Path, cpu: &[&str]) {
 fn bundled_programs_are_accepted() {
     let out_dir = std::env::temp_dir().join(format!("verifier-bundled-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).expect("temp dir");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(bpf_dir())
-        .expect("bpf/ exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
+    let mut sources: Vec<PathBuf> =
+        std::fs::read_dir(bpf_dir()).expect("bpf/ exists").filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "c")).collect();
     sources.sort();
     assert!(!sources.is_empty(), "no bundled programs in bpf/");
     for cpu in [&["-mcpu=v3"][..], &[]] {

@@ -32,14 +32,7 @@ fn key_must_be_initialised() {
     let p = Asm::new().ld_map(R1, 2).movr(R2, R10).alu(ALU_ADD, R2, -8).call(helper_id::MAP_LOOKUP_ELEM).ret0().build();
     reject(&p, "invalid read from stack off=-8 size=8 (insn 4)");
     // The hash map's key is 8 bytes: 4 initialised bytes are not enough.
-    let p = Asm::new()
-        .st(W, R10, -8, 0)
-        .ld_map(R1, 2)
-        .movr(R2, R10)
-        .alu(ALU_ADD, R2, -8)
-        .call(helper_id::MAP_DELETE_ELEM)
-        .ret0()
-        .build();
+    let p = Asm::new().st(W, R10, -8, 0).ld_map(R1, 2).movr(R2, R10).alu(ALU_ADD, R2, -8).call(helper_id::MAP_DELETE_ELEM).ret0().build();
     reject(&p, "invalid read from stack off=-8 size=8");
 }
 
@@ -122,14 +115,7 @@ fn scalar_argument_must_be_initialised() {
 
 #[test]
 fn trace_printk_size_must_be_constant() {
-    let p = Asm::new()
-        .st(DW, R10, -8, 0)
-        .ldx(W, R2, R1, 8)
-        .movr(R1, R10)
-        .alu(ALU_ADD, R1, -8)
-        .call(helper_id::TRACE_PRINTK)
-        .exit()
-        .build();
+    let p = Asm::new().st(DW, R10, -8, 0).ldx(W, R2, R1, 8).movr(R1, R10).alu(ALU_ADD, R1, -8).call(helper_id::TRACE_PRINTK).exit().build();
     reject(&p, "R2 type=scalar expected=constant size > 0 for helper trace_printk");
 }
 
@@ -149,43 +135,18 @@ fn trace_printk_must_not_print_pointers() {
 
 #[test]
 fn trace_printk_format_must_be_in_bounds() {
-    let p = Asm::new()
-        .st(DW, R10, -8, 0)
-        .movr(R1, R10)
-        .alu(ALU_ADD, R1, -8)
-        .mov(R2, 16)
-        .call(helper_id::TRACE_PRINTK)
-        .exit()
-        .build();
+    let p = Asm::new().st(DW, R10, -8, 0).movr(R1, R10).alu(ALU_ADD, R1, -8).mov(R2, 16).call(helper_id::TRACE_PRINTK).exit().build();
     reject(&p, "invalid access to stack off=-8 size=16");
 }
 
 #[test]
 fn null_check_refines_copies_of_the_pointer() {
     // r6 is a copy made before the check; it is usable after checking r0.
-    let p = with_key()
-        .ld_map(R1, 0)
-        .alu(ALU_ADD, R2, 4)
-        .call(helper_id::MAP_LOOKUP_ELEM)
-        .movr(R6, R0)
-        .jmp(JMP_JNE, R0, 0, "ok")
-        .ret0()
-        .label("ok")
-        .ldx(DW, R0, R6, 8)
-        .exit()
-        .build();
+    let p =
+        with_key().ld_map(R1, 0).alu(ALU_ADD, R2, 4).call(helper_id::MAP_LOOKUP_ELEM).movr(R6, R0).jmp(JMP_JNE, R0, 0, "ok").ret0().label("ok").ldx(DW, R0, R6, 8).exit().build();
     accept(&p);
     // ...and on the null side it is the scalar 0, not a pointer.
-    let p = with_key()
-        .ld_map(R1, 0)
-        .alu(ALU_ADD, R2, 4)
-        .call(helper_id::MAP_LOOKUP_ELEM)
-        .movr(R6, R0)
-        .jmp(JMP_JNE, R0, 0, "ok")
-        .ldx(DW, R0, R6, 8)
-        .exit()
-        .label("ok")
-        .ret0()
-        .build();
+    let p =
+        with_key().ld_map(R1, 0).alu(ALU_ADD, R2, 4).call(helper_id::MAP_LOOKUP_ELEM).movr(R6, R0).jmp(JMP_JNE, R0, 0, "ok").ldx(DW, R0, R6, 8).exit().label("ok").ret0().build();
     reject(&p, "R6 invalid mem access 'scalar'");
 }

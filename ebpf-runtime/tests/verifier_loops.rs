@@ -27,13 +27,7 @@ fn infinite_loop_is_detected() {
 fn loop_without_progress_on_unknown_data_is_refused() {
     // Loops until a byte of the block is zero: the block never changes, so
     // the state at the loop head repeats.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .label("loop")
-        .ldx(B, R3, R2, 0)
-        .jmp(JMP_JNE, R3, 0, "loop")
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).label("loop").ldx(B, R3, R2, 0).jmp(JMP_JNE, R3, 0, "loop").ret0().build();
     reject(&p, "infinite loop detected");
 }
 
@@ -42,16 +36,7 @@ fn loop_with_shrinking_range_is_walked_not_refused() {
     // r3 in 0..=10 counts up to 10: the head's later states are covered by
     // the first one (a narrower range) but differ, so the walk goes on and
     // the loop is accepted once it ends.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(B, R3, R2, 0)
-        .jmp(JMP_JGT, R3, 10, "out")
-        .label("loop")
-        .alu(ALU_ADD, R3, 1)
-        .jmp(JMP_JLT, R3, 10, "loop")
-        .label("out")
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(B, R3, R2, 0).jmp(JMP_JGT, R3, 10, "out").label("loop").alu(ALU_ADD, R3, 1).jmp(JMP_JLT, R3, 10, "loop").label("out").ret0().build();
     accept(&p);
 }
 

@@ -19,15 +19,7 @@ fn load_through_a_map_handle() {
 
 #[test]
 fn map_value_must_be_null_checked() {
-    let p = Asm::new()
-        .st(W, R10, -4, 0)
-        .movr(R2, R10)
-        .alu(ALU_ADD, R2, -4)
-        .ld_map(R1, 0)
-        .call(helper_id::MAP_LOOKUP_ELEM)
-        .ldx(DW, R0, R0, 0)
-        .exit()
-        .build();
+    let p = Asm::new().st(W, R10, -4, 0).movr(R2, R10).alu(ALU_ADD, R2, -4).ld_map(R1, 0).call(helper_id::MAP_LOOKUP_ELEM).ldx(DW, R0, R0, 0).exit().build();
     reject(&p, "R0 invalid mem access 'map_value_or_null'");
 }
 
@@ -51,16 +43,7 @@ fn scratch_and_map_value_out_of_bounds() {
 #[test]
 fn variable_offset_is_checked_at_its_maximum() {
     // r3 in 0..=4095 after the check; an 8-byte load at r2 + r3 may run past the end.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(DW, R3, R2, 0)
-        .jmp(JMP_JGT, R3, 4095, "out")
-        .alur(ALU_ADD, R2, R3)
-        .ldx(DW, R0, R2, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R3, R2, 0).jmp(JMP_JGT, R3, 4095, "out").alur(ALU_ADD, R2, R3).ldx(DW, R0, R2, 0).exit().label("out").ret0().build();
     reject(&p, "invalid access to data block off=4095 size=8 (insn 4)");
 }
 
@@ -89,30 +72,13 @@ fn negative_variable_offset() {
 
 #[test]
 fn variable_stack_access() {
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(B, R3, R2, 0)
-        .alu(ALU_AND, R3, 7)
-        .movr(R4, R10)
-        .alu(ALU_ADD, R4, -16)
-        .alur(ALU_ADD, R4, R3)
-        .st(B, R4, 0, 1)
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(B, R3, R2, 0).alu(ALU_AND, R3, 7).movr(R4, R10).alu(ALU_ADD, R4, -16).alur(ALU_ADD, R4, R3).st(B, R4, 0, 1).ret0().build();
     reject(&p, "R4 variable offset stack access prohibited");
 }
 
 #[test]
 fn variable_ctx_access() {
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(B, R3, R2, 0)
-        .alu(ALU_AND, R3, 8)
-        .movr(R4, R1)
-        .alur(ALU_ADD, R4, R3)
-        .ldx(DW, R0, R4, 16)
-        .exit()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(B, R3, R2, 0).alu(ALU_AND, R3, 8).movr(R4, R1).alur(ALU_ADD, R4, R3).ldx(DW, R0, R4, 16).exit().build();
     reject(&p, "R4 variable offset ctx access prohibited");
 }
 
@@ -175,16 +141,8 @@ fn store_into_read_only_map() {
 #[test]
 fn narrow_spill_read_with_another_size_is_unbounded() {
     // The 4-byte field holds 0..=0xff8, but a 2-byte read at +2 is other data.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(H, R3, R2, 0)
-        .alu32(ALU_AND, R3, 0xff8)
-        .stx(W, R10, R3, -8)
-        .ldx(H, R4, R10, -6)
-        .alur(ALU_ADD, R2, R4)
-        .ldx(DW, R0, R2, 0)
-        .exit()
-        .build();
+    let p =
+        Asm::new().ldx(DW, R2, R1, 0).ldx(H, R3, R2, 0).alu32(ALU_AND, R3, 0xff8).stx(W, R10, R3, -8).ldx(H, R4, R10, -6).alur(ALU_ADD, R2, R4).ldx(DW, R0, R2, 0).exit().build();
     reject(&p, "invalid access to data block off=65535 size=8");
 }
 

@@ -16,51 +16,17 @@ fn block() -> Asm {
 /// (Linux's register ids, `find_equal_scalars`).
 #[test]
 fn bounds_carry_to_copies() {
-    let p = block()
-        .movr(R3, R2)
-        .jmp(JMP_JGT, R3, 4088, "out")
-        .alur(ALU_ADD, R7, R2)
-        .ldx(DW, R0, R7, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p = block().movr(R3, R2).jmp(JMP_JGT, R3, 4088, "out").alur(ALU_ADD, R7, R2).ldx(DW, R0, R7, 0).exit().label("out").ret0().build();
     accept(&p);
     // Also through a spill and fill of the copy.
-    let p = block()
-        .movr(R3, R2)
-        .stx(DW, R10, R3, -8)
-        .ldx(DW, R4, R10, -8)
-        .jmp(JMP_JGT, R4, 4088, "out")
-        .alur(ALU_ADD, R7, R2)
-        .ldx(DW, R0, R7, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p =
+        block().movr(R3, R2).stx(DW, R10, R3, -8).ldx(DW, R4, R10, -8).jmp(JMP_JGT, R4, 4088, "out").alur(ALU_ADD, R7, R2).ldx(DW, R0, R7, 0).exit().label("out").ret0().build();
     accept(&p);
     // Control: a copy that was changed is another value.
-    let p = block()
-        .movr(R3, R2)
-        .alu(ALU_ADD, R3, 0)
-        .jmp(JMP_JGT, R3, 4088, "out")
-        .alur(ALU_ADD, R7, R2)
-        .ldx(DW, R0, R7, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p = block().movr(R3, R2).alu(ALU_ADD, R3, 0).jmp(JMP_JGT, R3, 4088, "out").alur(ALU_ADD, R7, R2).ldx(DW, R0, R7, 0).exit().label("out").ret0().build();
     reject(&p, "R7 pointer arithmetic with an unbounded scalar");
     // Control: the other side of the comparison learns the other bound.
-    let p = block()
-        .movr(R3, R2)
-        .jmp(JMP_JLE, R3, 4088, "out")
-        .alur(ALU_ADD, R7, R2)
-        .ldx(DW, R0, R7, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p = block().movr(R3, R2).jmp(JMP_JLE, R3, 4088, "out").alur(ALU_ADD, R7, R2).ldx(DW, R0, R7, 0).exit().label("out").ret0().build();
     reject(&p, "unbounded scalar");
 }
 
@@ -76,14 +42,7 @@ fn a_value_compared_with_its_copy_is_decided() {
         .exit()
         .build();
     accept(&p);
-    let p = block()
-        .ldx(DW, R3, R7, 8)
-        .jmpr(JMP_JGT, R2, R3, "maybe")
-        .ret0()
-        .label("maybe")
-        .ldx(DW, R0, R7, 4096)
-        .exit()
-        .build();
+    let p = block().ldx(DW, R3, R7, 8).jmpr(JMP_JGT, R2, R3, "maybe").ret0().label("maybe").ldx(DW, R0, R7, 4096).exit().build();
     reject(&p, "invalid access to data block off=4096 size=8");
 }
 
@@ -112,10 +71,7 @@ fn a_repeated_comparison_follows_the_first() {
     accept(&prog(JMP_JGT));
     // Control: `r8 >= r2` is not implied by `!(r8 > r2)`, so r6 = 4000
     // reaches the access.
-    reject(
-        &prog(JMP_JGE),
-        "invalid access to data block off=4096 size=8",
-    );
+    reject(&prog(JMP_JGE), "invalid access to data block off=4096 size=8");
     // The relation is forgotten once a register is written.
     let p = block()
         .ldx(DW, R8, R7, 8)
@@ -174,33 +130,16 @@ fn shift_pair_zero_extension_keeps_the_value() {
 #[test]
 fn zero_extension_keeps_a_32_bit_bound() {
     let prog = |zext: bool| {
-        let a = Asm::new()
-            .ldx(DW, R7, R1, 0)
-            .ldx(DW, R3, R7, 0)
-            .jmp32(JMP_JGT, R3, 4088, "out");
+        let a = Asm::new().ldx(DW, R7, R1, 0).ldx(DW, R3, R7, 0).jmp32(JMP_JGT, R3, 4088, "out");
         let a = if zext { a.mov32r(R3, R3) } else { a };
-        a.alur(ALU_ADD, R7, R3)
-            .ldx(DW, R0, R7, 0)
-            .exit()
-            .label("out")
-            .ret0()
-            .build()
+        a.alur(ALU_ADD, R7, R3).ldx(DW, R0, R7, 0).exit().label("out").ret0().build()
     };
     accept(&prog(true));
     // Control: without the zero extension the upper 32 bits are unknown.
     reject(&prog(false), "unbounded scalar");
     // Control: the bound is exact, not one more.
-    let p = Asm::new()
-        .ldx(DW, R7, R1, 0)
-        .ldx(DW, R3, R7, 0)
-        .jmp32(JMP_JGT, R3, 4089, "out")
-        .mov32r(R3, R3)
-        .alur(ALU_ADD, R7, R3)
-        .ldx(DW, R0, R7, 0)
-        .exit()
-        .label("out")
-        .ret0()
-        .build();
+    let p =
+        Asm::new().ldx(DW, R7, R1, 0).ldx(DW, R3, R7, 0).jmp32(JMP_JGT, R3, 4089, "out").mov32r(R3, R3).alur(ALU_ADD, R7, R3).ldx(DW, R0, R7, 0).exit().label("out").ret0().build();
     reject(&p, "invalid access to data block off=4089 size=8");
 }
 
@@ -211,14 +150,7 @@ fn variable_stack_read(init: &[i16], size: u8) -> Vec<Insn> {
     for off in init {
         a = a.st(DW, R10, *off, 7);
     }
-    a.ldx(B, R3, R7, 0)
-        .alu(ALU_AND, R3, 7)
-        .movr(R2, R10)
-        .alu(ALU_ADD, R2, -16)
-        .alur(ALU_ADD, R2, R3)
-        .ldx(size, R0, R2, 0)
-        .exit()
-        .build()
+    a.ldx(B, R3, R7, 0).alu(ALU_AND, R3, 7).movr(R2, R10).alu(ALU_ADD, R2, -16).alur(ALU_ADD, R2, R3).ldx(size, R0, R2, 0).exit().build()
 }
 
 #[test]

@@ -58,15 +58,7 @@ fn pointer_multiplication_and_other_operators() {
 
 #[test]
 fn pointer_arithmetic_on_nullable_pointer() {
-    let p = Asm::new()
-        .st(W, R10, -4, 0)
-        .movr(R2, R10)
-        .alu(ALU_ADD, R2, -4)
-        .ld_map(R1, 0)
-        .call(helper_id::MAP_LOOKUP_ELEM)
-        .alu(ALU_ADD, R0, 8)
-        .ret0()
-        .build();
+    let p = Asm::new().st(W, R10, -4, 0).movr(R2, R10).alu(ALU_ADD, R2, -4).ld_map(R1, 0).call(helper_id::MAP_LOOKUP_ELEM).alu(ALU_ADD, R0, 8).ret0().build();
     reject(&p, "R0 pointer arithmetic on map_value_or_null prohibited, null-check it first");
 }
 
@@ -100,26 +92,10 @@ fn non_null_pointer_against_zero_is_allowed() {
 fn register_shift_out_of_range_gives_unknown_result() {
     // The amount (0..=255) may exceed 63: rbpf masks it, so the result is
     // unknown and may not serve as an offset.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(B, R3, R2, 0)
-        .mov(R4, 1)
-        .alur(ALU_RSH, R4, R3)
-        .alur(ALU_ADD, R2, R4)
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(B, R3, R2, 0).mov(R4, 1).alur(ALU_RSH, R4, R3).alur(ALU_ADD, R2, R4).ret0().build();
     reject(&p, "unbounded scalar");
     // Proven below the width: the result of a right shift stays bounded.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(B, R3, R2, 0)
-        .alu(ALU_AND, R3, 7)
-        .mov(R4, 4000)
-        .alur(ALU_RSH, R4, R3)
-        .alur(ALU_ADD, R2, R4)
-        .ldx(DW, R0, R2, 0)
-        .exit()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(B, R3, R2, 0).alu(ALU_AND, R3, 7).mov(R4, 4000).alur(ALU_RSH, R4, R3).alur(ALU_ADD, R2, R4).ldx(DW, R0, R2, 0).exit().build();
     accept(&p);
 }
 
@@ -127,13 +103,6 @@ fn register_shift_out_of_range_gives_unknown_result() {
 fn mod32_by_possibly_zero_keeps_high_bits() {
     // rbpf leaves all 64 bits of dst unchanged for a 32-bit modulo by zero,
     // so the result of `w3 %= w4` is not bounded by 32 bits.
-    let p = Asm::new()
-        .ldx(DW, R2, R1, 0)
-        .ldx(DW, R3, R2, 0)
-        .ldx(DW, R4, R2, 8)
-        .alu32r(ALU_MOD, R3, R4)
-        .alur(ALU_ADD, R2, R3)
-        .ret0()
-        .build();
+    let p = Asm::new().ldx(DW, R2, R1, 0).ldx(DW, R3, R2, 0).ldx(DW, R4, R2, 8).alu32r(ALU_MOD, R3, R4).alur(ALU_ADD, R2, R3).ret0().build();
     reject(&p, "unbounded scalar");
 }

@@ -107,12 +107,7 @@ fn jump_out_of_range() {
 
 #[test]
 fn jump_into_the_middle_of_lddw() {
-    let p = vec![
-        raw(CLASS_JMP | JMP_JA, 0, 0, 1, 0),
-        raw(OP_LDDW, 0, 0, 0, 1),
-        raw(0, 0, 0, 0, 0),
-        raw(CLASS_JMP | JMP_EXIT, 0, 0, 0, 0),
-    ];
+    let p = vec![raw(CLASS_JMP | JMP_JA, 0, 0, 1, 0), raw(OP_LDDW, 0, 0, 0, 1), raw(0, 0, 0, 0, 0), raw(CLASS_JMP | JMP_EXIT, 0, 0, 0, 0)];
     reject(&p, "jump into the middle of ldimm64 from insn 0 to 2");
 }
 
@@ -198,10 +193,7 @@ fn random_instruction_streams_are_handled() {
             })
             .collect();
         // Mostly valid opcodes with sane fields, so that the walk runs.
-        const OPS: [u8; 24] = [
-            0x07, 0x0f, 0x17, 0x1f, 0x27, 0x2f, 0x37, 0x47, 0x57, 0x5f, 0x67, 0x77, 0x87, 0x97, 0xa7, 0xb7, 0xbf,
-            0xc7, 0x04, 0xb4, 0xbc, 0x15, 0x55, 0x05,
-        ];
+        const OPS: [u8; 24] = [0x07, 0x0f, 0x17, 0x1f, 0x27, 0x2f, 0x37, 0x47, 0x57, 0x5f, 0x67, 0x77, 0x87, 0x97, 0xa7, 0xb7, 0xbf, 0xc7, 0x04, 0xb4, 0xbc, 0x15, 0x55, 0x05];
         for i in p.iter_mut() {
             if next() % 4 != 0 {
                 i.opc = OPS[usize::try_from(next() % 24).expect("small")];
@@ -211,8 +203,7 @@ fn random_instruction_streams_are_handled() {
                 i.imm = if i.opc & SRC_X != 0 && i.class() != CLASS_JMP { 0 } else { i.imm % 64 };
             }
         }
-        let mut init: Vec<Insn> =
-            (0..6).map(|r| Insn { opc: CLASS_ALU64 | ALU_MOV, dst: r, imm: 1, ..Insn::default() }).collect();
+        let mut init: Vec<Insn> = (0..6).map(|r| Insn { opc: CLASS_ALU64 | ALU_MOV, dst: r, imm: 1, ..Insn::default() }).collect();
         init.append(&mut p);
         let mut p = init;
         p.push(Insn { opc: CLASS_JMP | JMP_EXIT, ..Insn::default() });

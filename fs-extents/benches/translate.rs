@@ -2,9 +2,7 @@
 //! 96 ns). Run: `cargo bench -p fs-extents --bench translate -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fs_extents::{
-    ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap, FileId, FileOffset, Registry, TenantId,
-};
+use fs_extents::{ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap, FileId, FileOffset, Registry, TenantId};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -32,17 +30,14 @@ fn map() -> ExtentMap {
             kind: ExtentKind::Written,
         })
         .collect();
-    ExtentMap::new(extents, EXTENTS * len, BLOCK_BYTES, ChangeStamp::default())
-        .expect("valid extents")
+    ExtentMap::new(extents, EXTENTS * len, BLOCK_BYTES, ChangeStamp::default()).expect("valid extents")
 }
 
 fn bench(c: &mut Criterion) {
     let m = map();
     assert_eq!(m.extents().len(), usize::try_from(EXTENTS).expect("fits"));
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let offsets: Vec<FileOffset> = (0..OFFSETS)
-        .map(|_| FileOffset((xorshift(&mut x) % (EXTENTS * EXTENT_BLOCKS)) * BLOCK_BYTES))
-        .collect();
+    let offsets: Vec<FileOffset> = (0..OFFSETS).map(|_| FileOffset((xorshift(&mut x) % (EXTENTS * EXTENT_BLOCKS)) * BLOCK_BYTES)).collect();
     let mut i = 0usize;
     c.bench_function("translate_4k_random_10k_extents", |b| {
         b.iter(|| {
@@ -50,14 +45,7 @@ fn bench(c: &mut Criterion) {
             black_box(m.translate(black_box(offsets[i]), BLOCK_BYTES))
         })
     });
-    c.bench_function("translate_4k_same_offset_10k_extents", |b| {
-        b.iter(|| {
-            black_box(m.translate(
-                black_box(FileOffset(5_000 * EXTENT_BLOCKS * BLOCK_BYTES)),
-                BLOCK_BYTES,
-            ))
-        })
-    });
+    c.bench_function("translate_4k_same_offset_10k_extents", |b| b.iter(|| black_box(m.translate(black_box(FileOffset(5_000 * EXTENT_BLOCKS * BLOCK_BYTES)), BLOCK_BYTES))));
 }
 
 /// What a chain pays per hop besides translation: the version check on the
@@ -67,22 +55,15 @@ fn bench_registry(c: &mut Criterion) {
     for t in 0..16 {
         r.add_tenant(TenantId(t));
     }
-    let files: Vec<FileId> = (0..256)
-        .map(|_| r.add_file(Arc::new(map_small())).expect("room"))
-        .collect();
+    let files: Vec<FileId> = (0..256).map(|_| r.add_file(Arc::new(map_small())).expect("room")).collect();
     for (i, f) in files.iter().enumerate() {
-        r.grant(TenantId(u32::try_from(i % 16).expect("small")), *f)
-            .expect("known");
+        r.grant(TenantId(u32::try_from(i % 16).expect("small")), *f).expect("known");
     }
     let snap = r.snapshot();
     let (t, f) = (TenantId(5), files[5]);
-    c.bench_function("registry_snapshot_lookup", |b| {
-        b.iter(|| black_box(snap.lookup(black_box(t), black_box(f))).is_ok())
-    });
+    c.bench_function("registry_snapshot_lookup", |b| b.iter(|| black_box(snap.lookup(black_box(t), black_box(f))).is_ok()));
     let handle = snap.lookup(t, f).expect("granted");
-    c.bench_function("handle_is_current", |b| {
-        b.iter(|| black_box(&handle).is_current())
-    });
+    c.bench_function("handle_is_current", |b| b.iter(|| black_box(&handle).is_current()));
 }
 
 fn map_small() -> ExtentMap {

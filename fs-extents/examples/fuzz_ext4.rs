@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let seed: u64 = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0002);
+    let seed: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0002);
     let t = common::TempDir::new("fuzz-example");
     let mut c = corpus(t.path());
     let mut rng = Rng(seed | 1);

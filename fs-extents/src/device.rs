@@ -39,9 +39,7 @@ pub enum DeviceError {
         name: String,
     },
     /// The backing file of a loop device is gone.
-    #[error(
-        "loop device {name} has no usable backing file ({backing:?}); detach and re-attach it"
-    )]
+    #[error("loop device {name} has no usable backing file ({backing:?}); detach and re-attach it")]
     LoopBacking {
         /// The loop device.
         name: String,
@@ -65,19 +63,11 @@ pub enum DeviceError {
 }
 
 fn read_trimmed(path: &Path) -> Result<String, DeviceError> {
-    fs::read_to_string(path)
-        .map(|s| s.trim_end_matches('\n').to_owned())
-        .map_err(|source| DeviceError::Sysfs {
-            path: path.to_owned(),
-            source,
-        })
+    fs::read_to_string(path).map(|s| s.trim_end_matches('\n').to_owned()).map_err(|source| DeviceError::Sysfs { path: path.to_owned(), source })
 }
 
 fn read_u64(path: &Path) -> Result<u64, DeviceError> {
-    read_trimmed(path)?.parse().map_err(|e| DeviceError::Sysfs {
-        path: path.to_owned(),
-        source: io::Error::new(io::ErrorKind::InvalidData, e),
-    })
+    read_trimmed(path)?.parse().map_err(|e| DeviceError::Sysfs { path: path.to_owned(), source: io::Error::new(io::ErrorKind::InvalidData, e) })
 }
 
 /// Resolves block device `major:minor` under `sysfs` (normally `/sys`).
@@ -87,21 +77,13 @@ pub fn resolve(sysfs: &Path, major: u32, minor: u32) -> Result<DeviceTarget, Dev
     let (disk, mut base) = if dir.join("partition").exists() {
         let start_path = dir.join("start");
         let sectors = read_u64(&start_path)?;
-        let start = sectors
-            .checked_mul(SYSFS_SECTOR_BYTES)
-            .ok_or(DeviceError::Overflow { path: start_path })?;
-        let parent = dir
-            .parent()
-            .ok_or(DeviceError::NotABlockDevice { major, minor })?
-            .to_owned();
+        let start = sectors.checked_mul(SYSFS_SECTOR_BYTES).ok_or(DeviceError::Overflow { path: start_path })?;
+        let parent = dir.parent().ok_or(DeviceError::NotABlockDevice { major, minor })?.to_owned();
         (parent, start)
     } else {
         (dir, 0)
     };
-    let name = disk
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or(DeviceError::NotABlockDevice { major, minor })?;
+    let name = disk.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or(DeviceError::NotABlockDevice { major, minor })?;
     if disk.join("dm").exists() || disk.join("md").exists() {
         return Err(DeviceError::Stacked { name });
     }
@@ -113,17 +95,12 @@ pub fn resolve(sysfs: &Path, major: u32, minor: u32) -> Result<DeviceTarget, Dev
         }
         let offset_path = disk.join("loop/offset");
         let offset = read_u64(&offset_path)?;
-        base = base
-            .checked_add(offset)
-            .ok_or(DeviceError::Overflow { path: offset_path })?;
+        base = base.checked_add(offset).ok_or(DeviceError::Overflow { path: offset_path })?;
         PathBuf::from(backing)
     } else {
         PathBuf::from("/dev").join(&name)
     };
-    Ok(DeviceTarget {
-        path,
-        base: DevOffset(base),
-    })
+    Ok(DeviceTarget { path, base: DevOffset(base) })
 }
 
 #[cfg(test)]
@@ -135,8 +112,7 @@ mod tests {
 
     impl FakeSys {
         fn new(tag: &str) -> Self {
-            let root =
-                std::env::temp_dir().join(format!("fs-extents-sysfs-{tag}-{}", std::process::id()));
+            let root = std::env::temp_dir().join(format!("fs-extents-sysfs-{tag}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&root);
             fs::create_dir_all(root.join("dev/block")).expect("temp dir");
             Self(root)
@@ -164,19 +140,9 @@ mod tests {
     fn partition_of_a_disk_adds_its_start() {
         let s = FakeSys::new("part");
         s.device("259:0", "pci/nvme0n1", &[]);
-        s.device(
-            "259:1",
-            "pci/nvme0n1/nvme0n1p1",
-            &[("partition", "1\n"), ("start", "2048\n")],
-        );
+        s.device("259:1", "pci/nvme0n1/nvme0n1p1", &[("partition", "1\n"), ("start", "2048\n")]);
         let t = resolve(&s.0, 259, 1).expect("partition resolves");
-        assert_eq!(
-            t,
-            DeviceTarget {
-                path: "/dev/nvme0n1".into(),
-                base: DevOffset(2048 * 512)
-            }
-        );
+        assert_eq!(t, DeviceTarget { path: "/dev/nvme0n1".into(), base: DevOffset(2048 * 512) });
         let whole = resolve(&s.0, 259, 0).expect("disk resolves");
         assert_eq!(whole.base, DevOffset(0));
     }
@@ -184,64 +150,21 @@ mod tests {
     #[test]
     fn loop_device_maps_to_its_backing_file() {
         let s = FakeSys::new("loop");
-        s.device(
-            "7:0",
-            "virtual/loop0",
-            &[
-                ("loop/backing_file", "/tmp/img\n"),
-                ("loop/offset", "4096\n"),
-            ],
-        );
-        s.device(
-            "259:7",
-            "virtual/loop0/loop0p1",
-            &[("partition", "1\n"), ("start", "8\n")],
-        );
-        assert_eq!(
-            resolve(&s.0, 7, 0).expect("loop"),
-            DeviceTarget {
-                path: "/tmp/img".into(),
-                base: DevOffset(4096)
-            }
-        );
-        assert_eq!(
-            resolve(&s.0, 259, 7).expect("loop partition").base,
-            DevOffset(4096 + 8 * 512)
-        );
+        s.device("7:0", "virtual/loop0", &[("loop/backing_file", "/tmp/img\n"), ("loop/offset", "4096\n")]);
+        s.device("259:7", "virtual/loop0/loop0p1", &[("partition", "1\n"), ("start", "8\n")]);
+        assert_eq!(resolve(&s.0, 7, 0).expect("loop"), DeviceTarget { path: "/tmp/img".into(), base: DevOffset(4096) });
+        assert_eq!(resolve(&s.0, 259, 7).expect("loop partition").base, DevOffset(4096 + 8 * 512));
     }
 
     #[test]
     fn unmappable_devices_are_errors() {
         let s = FakeSys::new("bad");
         s.device("253:0", "virtual/dm-0", &[("dm/name", "vg-root\n")]);
-        s.device(
-            "7:1",
-            "virtual/loop1",
-            &[
-                ("loop/backing_file", "/tmp/x (deleted)\n"),
-                ("loop/offset", "0\n"),
-            ],
-        );
-        s.device(
-            "7:2",
-            "virtual/loop2/loop2p1",
-            &[("partition", "1"), ("start", "lots")],
-        );
-        assert!(matches!(
-            resolve(&s.0, 253, 0),
-            Err(DeviceError::Stacked { .. })
-        ));
-        assert!(matches!(
-            resolve(&s.0, 7, 1),
-            Err(DeviceError::LoopBacking { .. })
-        ));
-        assert!(matches!(
-            resolve(&s.0, 0, 45),
-            Err(DeviceError::NotABlockDevice { .. })
-        ));
-        assert!(matches!(
-            resolve(&s.0, 7, 2),
-            Err(DeviceError::Sysfs { .. })
-        ));
+        s.device("7:1", "virtual/loop1", &[("loop/backing_file", "/tmp/x (deleted)\n"), ("loop/offset", "0\n")]);
+        s.device("7:2", "virtual/loop2/loop2p1", &[("partition", "1"), ("start", "lots")]);
+        assert!(matches!(resolve(&s.0, 253, 0), Err(DeviceError::Stacked { .. })));
+        assert!(matches!(resolve(&s.0, 7, 1), Err(DeviceError::LoopBacking { .. })));
+        assert!(matches!(resolve(&s.0, 0, 45), Err(DeviceError::NotABlockDevice { .. })));
+        assert!(matches!(resolve(&s.0, 7, 2), Err(DeviceError::Sysfs { .. })));
     }
 }

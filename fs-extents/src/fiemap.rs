@@ -95,12 +95,7 @@ pub enum FiemapError {
 /// file system supports it.
 pub fn stamp(file: &File) -> io::Result<ChangeStamp> {
     let md = file.metadata()?;
-    Ok(ChangeStamp {
-        size: md.size(),
-        ctime_sec: md.ctime(),
-        ctime_nsec: u32::try_from(md.ctime_nsec()).unwrap_or(0),
-        generation: sys::inode_generation(file.as_fd()).ok(),
-    })
+    Ok(ChangeStamp { size: md.size(), ctime_sec: md.ctime(), ctime_nsec: u32::try_from(md.ctime_nsec()).unwrap_or(0), generation: sys::inode_generation(file.as_fd()).ok() })
 }
 
 /// The extents of an open file, physical offsets relative to its file
@@ -111,24 +106,15 @@ pub fn raw_extents(file: &File) -> Result<Vec<Extent>, FiemapError> {
 
 /// The FIEMAP loop, with the ioctl as a parameter so tests can script the
 /// kernel's answers.
-fn collect_extents(
-    mut fiemap: impl FnMut(&mut sys::FiemapBuf) -> io::Result<()>,
-) -> Result<Vec<Extent>, FiemapError> {
+fn collect_extents(mut fiemap: impl FnMut(&mut sys::FiemapBuf) -> io::Result<()>) -> Result<Vec<Extent>, FiemapError> {
     let mut buf = sys::FiemapBuf::new();
     let mut out = Vec::new();
     let mut next = 0u64;
     for _ in 0..FIEMAP_CALLS_MAX {
-        buf.header = sys::FiemapHeader {
-            fm_start: next,
-            fm_length: u64::MAX - next,
-            fm_flags: FIEMAP_FLAG_SYNC,
-            fm_extent_count: sys::FIEMAP_CHUNK_EXTENTS_U32,
-            ..Default::default()
-        };
+        buf.header =
+            sys::FiemapHeader { fm_start: next, fm_length: u64::MAX - next, fm_flags: FIEMAP_FLAG_SYNC, fm_extent_count: sys::FIEMAP_CHUNK_EXTENTS_U32, ..Default::default() };
         fiemap(&mut buf).map_err(FiemapError::Ioctl)?;
-        let mapped = usize::try_from(buf.header.fm_mapped_extents)
-            .unwrap_or(usize::MAX)
-            .min(sys::FIEMAP_CHUNK_EXTENTS);
+        let mapped = usize::try_from(buf.header.fm_mapped_extents).unwrap_or(usize::MAX).min(sys::FIEMAP_CHUNK_EXTENTS);
         if mapped == 0 {
             return Ok(out);
         }
@@ -137,22 +123,13 @@ fn collect_extents(
         for fe in &buf.extents[..mapped] {
             let logical = FileOffset(fe.fe_logical);
             if fe.fe_flags & extent_flags::UNREADABLE != 0 {
-                return Err(FiemapError::Unreadable {
-                    logical,
-                    flags: fe.fe_flags,
-                });
+                return Err(FiemapError::Unreadable { logical, flags: fe.fe_flags });
             }
             if fe.fe_flags & (extent_flags::UNKNOWN | extent_flags::DELALLOC) != 0 {
-                return Err(FiemapError::Unallocated {
-                    logical,
-                    flags: fe.fe_flags,
-                });
+                return Err(FiemapError::Unallocated { logical, flags: fe.fe_flags });
             }
             last |= fe.fe_flags & extent_flags::LAST != 0;
-            let end = fe
-                .fe_logical
-                .checked_add(fe.fe_length)
-                .ok_or(MapError::Overflow(logical))?;
+            let end = fe.fe_logical.checked_add(fe.fe_length).ok_or(MapError::Overflow(logical))?;
             if end <= next || fe.fe_length == 0 {
                 continue; // already seen (an extent straddling fm_start is reported again)
             }
@@ -163,11 +140,7 @@ fn collect_extents(
                 logical,
                 physical: DevOffset(fe.fe_physical),
                 len: fe.fe_length,
-                kind: if fe.fe_flags & extent_flags::UNWRITTEN != 0 {
-                    ExtentKind::Unwritten
-                } else {
-                    ExtentKind::Written
-                },
+                kind: if fe.fe_flags & extent_flags::UNWRITTEN != 0 { ExtentKind::Unwritten } else { ExtentKind::Written },
             });
             next = end;
         }
@@ -184,11 +157,7 @@ fn collect_extents(
 /// The device holding an open file's file system (via `/sys`).
 pub fn device_of(file: &File) -> Result<DeviceTarget, FiemapError> {
     let dev = file.metadata().map_err(FiemapError::Stat)?.dev();
-    Ok(device::resolve(
-        Path::new("/sys"),
-        libc::major(dev),
-        libc::minor(dev),
-    )?)
+    Ok(device::resolve(Path::new("/sys"), libc::major(dev), libc::minor(dev))?)
 }
 
 /// Builds the map of an open file whose file system sits at `device.base`.
@@ -197,10 +166,7 @@ pub fn map_file(file: &File, device: &DeviceTarget) -> Result<ExtentMap, FiemapE
     let block_size = file.metadata().map_err(FiemapError::Stat)?.blksize();
     let mut extents = raw_extents(file)?;
     for e in &mut extents {
-        e.physical = e
-            .physical
-            .checked_add(device.base.0)
-            .ok_or(MapError::Overflow(e.logical))?;
+        e.physical = e.physical.checked_add(device.base.0).ok_or(MapError::Overflow(e.logical))?;
     }
     Ok(ExtentMap::new(extents, before.size, block_size, before)?)
 }
@@ -216,10 +182,7 @@ pub struct TrackedFile {
 impl TrackedFile {
     /// Opens `path` read-only, finds its device and reads its map.
     pub fn open(path: &Path) -> Result<Self, FiemapError> {
-        let file = File::open(path).map_err(|source| FiemapError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| FiemapError::Open { path: path.to_owned(), source })?;
         let device = device_of(&file)?;
         let map = Arc::new(map_file(&file, &device)?);
         Ok(Self { file, device, map })
@@ -257,33 +220,17 @@ mod tests {
     use crate::sys::{FiemapBuf, FiemapExtent};
 
     fn fe(logical: u64, physical: u64, len: u64, flags: u32) -> FiemapExtent {
-        FiemapExtent {
-            fe_logical: logical,
-            fe_physical: physical,
-            fe_length: len,
-            fe_flags: flags,
-            ..Default::default()
-        }
+        FiemapExtent { fe_logical: logical, fe_physical: physical, fe_length: len, fe_flags: flags, ..Default::default() }
     }
 
     /// A fake kernel answering from `extents`, at most `per_call` at a time.
     /// It also repeats the extent that ends exactly at `fm_start` (a kernel
     /// may report an extent touching the range again).
-    fn kernel(
-        extents: Vec<FiemapExtent>,
-        per_call: usize,
-    ) -> impl FnMut(&mut FiemapBuf) -> io::Result<()> {
+    fn kernel(extents: Vec<FiemapExtent>, per_call: usize) -> impl FnMut(&mut FiemapBuf) -> io::Result<()> {
         move |buf| {
             let start = buf.header.fm_start;
-            let found: Vec<_> = extents
-                .iter()
-                .filter(|e| {
-                    e.fe_logical + e.fe_length > start
-                        || (start > 0 && e.fe_logical + e.fe_length == start)
-                })
-                .take(per_call)
-                .copied()
-                .collect();
+            let found: Vec<_> =
+                extents.iter().filter(|e| e.fe_logical + e.fe_length > start || (start > 0 && e.fe_logical + e.fe_length == start)).take(per_call).copied().collect();
             buf.header.fm_mapped_extents = u32::try_from(found.len()).expect("few");
             buf.extents[..found.len()].copy_from_slice(&found);
             Ok(())
@@ -292,16 +239,7 @@ mod tests {
 
     #[test]
     fn loops_over_chunks_until_the_last_extent() {
-        let all: Vec<_> = (0..10u64)
-            .map(|i| {
-                fe(
-                    i * 8192,
-                    (1 << 20) | (i * 4096),
-                    4096,
-                    if i == 9 { extent_flags::LAST } else { 0 },
-                )
-            })
-            .collect();
+        let all: Vec<_> = (0..10u64).map(|i| fe(i * 8192, (1 << 20) | (i * 4096), 4096, if i == 9 { extent_flags::LAST } else { 0 })).collect();
         let got = collect_extents(kernel(all, 3)).expect("valid answers");
         assert_eq!(got.len(), 10);
         assert_eq!(got[9].logical, FileOffset(9 * 8192));
@@ -310,16 +248,7 @@ mod tests {
 
     #[test]
     fn repeated_extent_is_not_counted_twice_and_unwritten_is_kept() {
-        let all = vec![
-            fe(0, 4096, 16384, 0),
-            fe(16384, 65536, 4096, 0),
-            fe(
-                20480,
-                131072,
-                4096,
-                extent_flags::UNWRITTEN | extent_flags::LAST,
-            ),
-        ];
+        let all = vec![fe(0, 4096, 16384, 0), fe(16384, 65536, 4096, 0), fe(20480, 131072, 4096, extent_flags::UNWRITTEN | extent_flags::LAST)];
         let mut calls = 0;
         let mut k = kernel(all, 2);
         let got = collect_extents(|buf| {
@@ -328,56 +257,31 @@ mod tests {
         })
         .expect("valid answers");
         assert_eq!(calls, 2);
-        assert_eq!(
-            got.len(),
-            3,
-            "the extent repeated in the second answer is counted once"
-        );
+        assert_eq!(got.len(), 3, "the extent repeated in the second answer is counted once");
         assert_eq!(got[2].kind, ExtentKind::Unwritten);
     }
 
     #[test]
     fn a_kernel_that_makes_no_progress_is_an_error() {
-        let all = vec![
-            fe(0, 4096, 16384, 0),
-            fe(16384, 65536, 4096, extent_flags::LAST),
-        ];
+        let all = vec![fe(0, 4096, 16384, 0), fe(16384, 65536, 4096, extent_flags::LAST)];
         let r = collect_extents(kernel(all, 1));
-        assert!(
-            matches!(r, Err(FiemapError::NoProgress(FileOffset(16384)))),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(FiemapError::NoProgress(FileOffset(16384)))), "{r:?}");
     }
 
     #[test]
     fn empty_file_maps_to_no_extents() {
-        assert!(collect_extents(kernel(vec![], 8))
-            .expect("empty")
-            .is_empty());
+        assert!(collect_extents(kernel(vec![], 8)).expect("empty").is_empty());
     }
 
     #[test]
     fn unreadable_and_unallocated_extents_are_errors() {
-        for flags in [
-            extent_flags::DATA_INLINE,
-            extent_flags::DATA_ENCRYPTED,
-            extent_flags::ENCODED,
-            extent_flags::DATA_TAIL,
-        ] {
+        for flags in [extent_flags::DATA_INLINE, extent_flags::DATA_ENCRYPTED, extent_flags::ENCODED, extent_flags::DATA_TAIL] {
             let r = collect_extents(kernel(vec![fe(0, 0, 4096, flags | extent_flags::LAST)], 8));
-            assert!(
-                matches!(r, Err(FiemapError::Unreadable { .. })),
-                "flags {flags:#x}"
-            );
+            assert!(matches!(r, Err(FiemapError::Unreadable { .. })), "flags {flags:#x}");
         }
-        let r = collect_extents(kernel(
-            vec![fe(0, 0, 4096, extent_flags::DELALLOC | extent_flags::LAST)],
-            8,
-        ));
+        let r = collect_extents(kernel(vec![fe(0, 0, 4096, extent_flags::DELALLOC | extent_flags::LAST)], 8));
         assert!(matches!(r, Err(FiemapError::Unallocated { .. })));
-        let r = collect_extents(|_: &mut FiemapBuf| {
-            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-        });
+        let r = collect_extents(|_: &mut FiemapBuf| Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
         let e = r.expect_err("ioctl failure");
         assert!(e.to_string().contains("ext4 reader"), "{e}");
     }

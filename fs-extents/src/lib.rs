@@ -45,7 +45,5 @@ pub use addr::{DevOffset, FileOffset};
 pub use device::{DeviceError, DeviceTarget};
 pub use ext4::{Ext4, Ext4Error};
 pub use fiemap::{FiemapError, TrackedFile};
-pub use map::{
-    ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError,
-};
+pub use map::{ChangeStamp, Extent, ExtentKind, ExtentMap, MapError, Segment, Segments, Target, TranslateError};
 pub use registry::{AccessError, FileHandle, FileId, Registry, Snapshot, TenantId};

@@ -146,15 +146,8 @@ impl ExtentMap {
     /// Builds a map at version 1. Extents may come in any order; neighbours
     /// that are contiguous in the file and on the device, of the same kind,
     /// are merged, so two sources that split runs differently give equal maps.
-    pub fn new(
-        mut extents: Vec<Extent>,
-        size: u64,
-        block_size: u64,
-        stamp: ChangeStamp,
-    ) -> Result<Self, MapError> {
-        if !block_size.is_power_of_two()
-            || !(BLOCK_SIZE_MIN_BYTES..=BLOCK_SIZE_MAX_BYTES).contains(&block_size)
-        {
+    pub fn new(mut extents: Vec<Extent>, size: u64, block_size: u64, stamp: ChangeStamp) -> Result<Self, MapError> {
+        if !block_size.is_power_of_two() || !(BLOCK_SIZE_MIN_BYTES..=BLOCK_SIZE_MAX_BYTES).contains(&block_size) {
             return Err(MapError::BadBlockSize(block_size));
         }
         extents.sort_unstable_by_key(|e| e.logical);
@@ -170,33 +163,17 @@ impl ExtentMap {
                 // Cannot overflow: checked for `last` when it was pushed.
                 let last_end = last.logical.0 + last.len;
                 if e.logical.0 < last_end {
-                    return Err(MapError::Overlap {
-                        first: last.logical,
-                        second: e.logical,
-                    });
+                    return Err(MapError::Overlap { first: last.logical, second: e.logical });
                 }
-                if e.logical.0 == last_end
-                    && e.physical.0 == last.physical.0 + last.len
-                    && e.kind == last.kind
-                {
+                if e.logical.0 == last_end && e.physical.0 == last.physical.0 + last.len && e.kind == last.kind {
                     last.len += e.len;
                     continue;
                 }
             }
             merged.push(e);
         }
-        let limit = size
-            .checked_next_multiple_of(block_size)
-            .unwrap_or(u64::MAX - (block_size - 1));
-        Ok(Self {
-            starts: merged.iter().map(|e| e.logical.0).collect(),
-            extents: merged,
-            size,
-            limit,
-            block_size,
-            version: 1,
-            stamp,
-        })
+        let limit = size.checked_next_multiple_of(block_size).unwrap_or(u64::MAX - (block_size - 1));
+        Ok(Self { starts: merged.iter().map(|e| e.logical.0).collect(), extents: merged, size, limit, block_size, version: 1, stamp })
     }
 
     /// The sorted, merged extents.
@@ -231,20 +208,14 @@ impl ExtentMap {
 
     /// Same extents and same size (version and stamp aside).
     pub fn same_layout(&self, other: &Self) -> bool {
-        self.size == other.size
-            && self.block_size == other.block_size
-            && self.extents == other.extents
+        self.size == other.size && self.block_size == other.block_size && self.extents == other.extents
     }
 
     /// Turns a freshly read map into the successor of `self`: it keeps
     /// `self`'s version if the layout is the same, and gets the next version
     /// otherwise. The stamp is always the fresh one.
     pub fn refreshed(&self, mut fresh: Self) -> Self {
-        fresh.version = if self.same_layout(&fresh) {
-            self.version
-        } else {
-            self.version + 1
-        };
+        fresh.version = if self.same_layout(&fresh) { self.version } else { self.version + 1 };
         fresh
     }
 
@@ -256,11 +227,7 @@ impl ExtentMap {
         if seg.len == len {
             Ok(seg)
         } else {
-            Err(TranslateError::CrossesExtent {
-                off,
-                len,
-                boundary: FileOffset(off.0 + seg.len),
-            })
+            Err(TranslateError::CrossesExtent { off, len, boundary: FileOffset(off.0 + seg.len) })
         }
     }
 
@@ -273,14 +240,7 @@ impl ExtentMap {
         }
         let end = match off.0.checked_add(len) {
             Some(end) if end <= self.limit => end,
-            _ => {
-                return Err(TranslateError::PastEof {
-                    off,
-                    len,
-                    size: self.size,
-                    limit: FileOffset(self.limit),
-                })
-            }
+            _ => return Err(TranslateError::PastEof { off, len, size: self.size, limit: FileOffset(self.limit) }),
         };
         // Number of extents starting at or before `off`.
         let i = self.starts.partition_point(|&s| s <= off.0);
@@ -290,35 +250,20 @@ impl ExtentMap {
                 let seg_len = end.min(e_end) - off.0;
                 let target = match e.kind {
                     // Cannot overflow: `physical + len` was checked in `new`.
-                    ExtentKind::Written => {
-                        Target::Device(DevOffset(e.physical.0 + (off.0 - e.logical.0)))
-                    }
+                    ExtentKind::Written => Target::Device(DevOffset(e.physical.0 + (off.0 - e.logical.0))),
                     ExtentKind::Unwritten => Target::Zeros,
                 };
-                return Ok(Segment {
-                    file: off,
-                    len: seg_len,
-                    target,
-                });
+                return Ok(Segment { file: off, len: seg_len, target });
             }
         }
         let hole_end = self.starts.get(i).copied().unwrap_or(u64::MAX);
-        Ok(Segment {
-            file: off,
-            len: end.min(hole_end) - off.0,
-            target: Target::Zeros,
-        })
+        Ok(Segment { file: off, len: end.min(hole_end) - off.0, target: Target::Zeros })
     }
 
     /// Splits a range at extent boundaries. Yields one error and stops if the
     /// range is empty or leaves the file.
     pub fn segments(&self, off: FileOffset, len: u64) -> Segments<'_> {
-        Segments {
-            map: self,
-            off,
-            left: len,
-            first: true,
-        }
+        Segments { map: self, off, left: len, first: true }
     }
 }
 
@@ -368,12 +313,7 @@ mod tests {
     const BS: u64 = 4096;
 
     fn ext(logical: u64, physical: u64, len: u64, kind: ExtentKind) -> Extent {
-        Extent {
-            logical: FileOffset(logical),
-            physical: DevOffset(physical),
-            len,
-            kind,
-        }
+        Extent { logical: FileOffset(logical), physical: DevOffset(physical), len, kind }
     }
 
     /// [0,8K) -> dev 100K; hole [8K,16K); [16K,20K) unwritten; [20K,24K) -> dev 4K; size 22K.
@@ -391,30 +331,16 @@ mod tests {
     fn merges_contiguous_neighbours() {
         let m = sample();
         assert_eq!(m.extents().len(), 3);
-        assert_eq!(
-            m.extents()[0],
-            ext(0, 100 * 1024, 2 * BS, ExtentKind::Written)
-        );
+        assert_eq!(m.extents()[0], ext(0, 100 * 1024, 2 * BS, ExtentKind::Written));
         assert_eq!(m.access_limit(), FileOffset(24 * 1024));
     }
 
     #[test]
     fn translate_inside_one_extent() {
         let m = sample();
-        let s = m
-            .translate(FileOffset(100), 5000)
-            .expect("inside first extent");
-        assert_eq!(
-            s,
-            Segment {
-                file: FileOffset(100),
-                len: 5000,
-                target: Target::Device(DevOffset(100 * 1024 + 100))
-            }
-        );
-        let s = m
-            .translate(FileOffset(21 * 1024), 3 * 1024)
-            .expect("last block, past size but inside limit");
+        let s = m.translate(FileOffset(100), 5000).expect("inside first extent");
+        assert_eq!(s, Segment { file: FileOffset(100), len: 5000, target: Target::Device(DevOffset(100 * 1024 + 100)) });
+        let s = m.translate(FileOffset(21 * 1024), 3 * 1024).expect("last block, past size but inside limit");
         assert_eq!(s.target, Target::Device(DevOffset(4096 + 1024)));
     }
 
@@ -431,54 +357,27 @@ mod tests {
     fn crossing_is_an_error_naming_the_boundary() {
         let m = sample();
         let err = m.translate(FileOffset(BS), 2 * BS).unwrap_err();
-        assert_eq!(
-            err,
-            TranslateError::CrossesExtent {
-                off: FileOffset(BS),
-                len: 2 * BS,
-                boundary: FileOffset(2 * BS)
-            }
-        );
+        assert_eq!(err, TranslateError::CrossesExtent { off: FileOffset(BS), len: 2 * BS, boundary: FileOffset(2 * BS) });
     }
 
     #[test]
     fn past_eof_and_empty_are_errors() {
         let m = sample();
-        assert!(matches!(
-            m.translate(FileOffset(24 * 1024), 1),
-            Err(TranslateError::PastEof { .. })
-        ));
-        assert!(matches!(
-            m.translate(FileOffset(20 * 1024), BS + 1),
-            Err(TranslateError::PastEof { .. })
-        ));
-        assert!(matches!(
-            m.translate(FileOffset(u64::MAX), 2),
-            Err(TranslateError::PastEof { .. })
-        ));
-        assert!(matches!(
-            m.translate(FileOffset(0), 0),
-            Err(TranslateError::EmptyRange { .. })
-        ));
+        assert!(matches!(m.translate(FileOffset(24 * 1024), 1), Err(TranslateError::PastEof { .. })));
+        assert!(matches!(m.translate(FileOffset(20 * 1024), BS + 1), Err(TranslateError::PastEof { .. })));
+        assert!(matches!(m.translate(FileOffset(u64::MAX), 2), Err(TranslateError::PastEof { .. })));
+        assert!(matches!(m.translate(FileOffset(0), 0), Err(TranslateError::EmptyRange { .. })));
     }
 
     #[test]
     fn segments_split_a_range_and_cover_it() {
         let m = sample();
-        let segs: Vec<Segment> = m
-            .segments(FileOffset(4000), 24 * 1024 - 4000)
-            .collect::<Result<_, _>>()
-            .expect("in file");
-        let targets: Vec<(u64, u64, Target)> =
-            segs.iter().map(|s| (s.file.0, s.len, s.target)).collect();
+        let segs: Vec<Segment> = m.segments(FileOffset(4000), 24 * 1024 - 4000).collect::<Result<_, _>>().expect("in file");
+        let targets: Vec<(u64, u64, Target)> = segs.iter().map(|s| (s.file.0, s.len, s.target)).collect();
         assert_eq!(
             targets,
             vec![
-                (
-                    4000,
-                    2 * BS - 4000,
-                    Target::Device(DevOffset(100 * 1024 + 4000))
-                ),
+                (4000, 2 * BS - 4000, Target::Device(DevOffset(100 * 1024 + 4000))),
                 (8 * 1024, 8 * 1024, Target::Zeros),
                 (16 * 1024, BS, Target::Zeros),
                 (20 * 1024, BS, Target::Device(DevOffset(4096))),
@@ -492,26 +391,11 @@ mod tests {
     #[test]
     fn bad_extent_lists_are_rejected() {
         let st = ChangeStamp::default();
-        assert_eq!(
-            ExtentMap::new(vec![], 0, 1000, st).unwrap_err(),
-            MapError::BadBlockSize(1000)
-        );
-        let overlap = vec![
-            ext(0, 0, 2 * BS, ExtentKind::Written),
-            ext(BS, 9 * BS, BS, ExtentKind::Written),
-        ];
-        assert!(matches!(
-            ExtentMap::new(overlap, 0, BS, st),
-            Err(MapError::Overlap { .. })
-        ));
-        assert!(matches!(
-            ExtentMap::new(vec![ext(0, 0, 0, ExtentKind::Written)], 0, BS, st),
-            Err(MapError::EmptyExtent(_))
-        ));
-        assert!(matches!(
-            ExtentMap::new(vec![ext(0, u64::MAX, 2, ExtentKind::Written)], 0, BS, st),
-            Err(MapError::Overflow(_))
-        ));
+        assert_eq!(ExtentMap::new(vec![], 0, 1000, st).unwrap_err(), MapError::BadBlockSize(1000));
+        let overlap = vec![ext(0, 0, 2 * BS, ExtentKind::Written), ext(BS, 9 * BS, BS, ExtentKind::Written)];
+        assert!(matches!(ExtentMap::new(overlap, 0, BS, st), Err(MapError::Overlap { .. })));
+        assert!(matches!(ExtentMap::new(vec![ext(0, 0, 0, ExtentKind::Written)], 0, BS, st), Err(MapError::EmptyExtent(_))));
+        assert!(matches!(ExtentMap::new(vec![ext(0, u64::MAX, 2, ExtentKind::Written)], 0, BS, st), Err(MapError::Overflow(_))));
     }
 
     #[test]
@@ -519,16 +403,7 @@ mod tests {
         let m = sample();
         let same = m.refreshed(sample());
         assert_eq!(same.version(), 1);
-        let mut grown = ExtentMap::new(
-            m.extents().to_vec(),
-            23 * 1024,
-            BS,
-            ChangeStamp {
-                size: 1,
-                ..Default::default()
-            },
-        )
-        .expect("valid");
+        let mut grown = ExtentMap::new(m.extents().to_vec(), 23 * 1024, BS, ChangeStamp { size: 1, ..Default::default() }).expect("valid");
         grown = same.refreshed(grown);
         assert_eq!(grown.version(), 2);
         assert_eq!(grown.refreshed(grown.clone()).version(), 2);
@@ -537,51 +412,28 @@ mod tests {
     #[test]
     fn empty_file_has_no_readable_bytes() {
         let m = ExtentMap::new(vec![], 0, BS, ChangeStamp::default()).expect("empty map");
-        assert!(matches!(
-            m.translate(FileOffset(0), 1),
-            Err(TranslateError::PastEof { .. })
-        ));
+        assert!(matches!(m.translate(FileOffset(0), 1), Err(TranslateError::PastEof { .. })));
     }
 
     /// The naive answer: walk every byte's owner. Slow, obviously right.
     fn naive(m: &ExtentMap, off: u64, len: u64) -> Result<Segment, TranslateError> {
         if len == 0 {
-            return Err(TranslateError::EmptyRange {
-                off: FileOffset(off),
-            });
+            return Err(TranslateError::EmptyRange { off: FileOffset(off) });
         }
-        if off
-            .checked_add(len)
-            .is_none_or(|end| end > m.access_limit().0)
-        {
-            return Err(TranslateError::PastEof {
-                off: FileOffset(off),
-                len,
-                size: m.size(),
-                limit: m.access_limit(),
-            });
+        if off.checked_add(len).is_none_or(|end| end > m.access_limit().0) {
+            return Err(TranslateError::PastEof { off: FileOffset(off), len, size: m.size(), limit: m.access_limit() });
         }
-        let owner = |b: u64| {
-            m.extents()
-                .iter()
-                .position(|e| e.logical.0 <= b && b < e.logical.0 + e.len)
-        };
+        let owner = |b: u64| m.extents().iter().position(|e| e.logical.0 <= b && b < e.logical.0 + e.len);
         let first = owner(off);
         let mut n = 1;
         while n < len && owner(off + n) == first {
             n += 1;
         }
         let target = match first.map(|i| m.extents()[i]) {
-            Some(e) if e.kind == ExtentKind::Written => {
-                Target::Device(DevOffset(e.physical.0 + off - e.logical.0))
-            }
+            Some(e) if e.kind == ExtentKind::Written => Target::Device(DevOffset(e.physical.0 + off - e.logical.0)),
             _ => Target::Zeros,
         };
-        Ok(Segment {
-            file: FileOffset(off),
-            len: n,
-            target,
-        })
+        Ok(Segment { file: FileOffset(off), len: n, target })
     }
 
     #[test]
@@ -599,11 +451,7 @@ mod tests {
             for _ in 0..rnd(8) {
                 at += rnd(3) * 512;
                 let len = (1 + rnd(3)) * 512;
-                let kind = if rnd(4) == 0 {
-                    ExtentKind::Unwritten
-                } else {
-                    ExtentKind::Written
-                };
+                let kind = if rnd(4) == 0 { ExtentKind::Unwritten } else { ExtentKind::Written };
                 extents.push(ext(at, rnd(64) * 512 * 8, len, kind));
                 at += len;
             }
@@ -613,11 +461,7 @@ mod tests {
             };
             for _ in 0..200 {
                 let (off, len) = (rnd(at + 2048), rnd(2048));
-                assert_eq!(
-                    m.translate_prefix(FileOffset(off), len),
-                    naive(&m, off, len),
-                    "{m:?} off {off} len {len}"
-                );
+                assert_eq!(m.translate_prefix(FileOffset(off), len), naive(&m, off, len), "{m:?} off {off} len {len}");
             }
         }
     }

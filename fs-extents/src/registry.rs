@@ -111,23 +111,14 @@ impl Snapshot {
             }
             return Err(AccessError::NotGranted { tenant, file });
         }
-        let e = self
-            .files
-            .get(&file)
-            .ok_or(AccessError::UnknownFile(file))?;
-        Ok(FileHandle {
-            map: Arc::clone(&e.map),
-            latest: Arc::clone(&e.latest),
-        })
+        let e = self.files.get(&file).ok_or(AccessError::UnknownFile(file))?;
+        Ok(FileHandle { map: Arc::clone(&e.map), latest: Arc::clone(&e.latest) })
     }
 
     /// The current map version of `file` (no access check: for the engine's
     /// "did it change under the chain" test).
     pub fn version(&self, file: FileId) -> Result<u64, AccessError> {
-        self.files
-            .get(&file)
-            .map(|e| e.map.version())
-            .ok_or(AccessError::UnknownFile(file))
+        self.files.get(&file).map(|e| e.map.version()).ok_or(AccessError::UnknownFile(file))
     }
 }
 
@@ -163,10 +154,7 @@ impl Registry {
         self.snapshot().lookup(tenant, file)
     }
 
-    fn update<T>(
-        &self,
-        f: impl FnOnce(&mut Snapshot) -> Result<T, AccessError>,
-    ) -> Result<T, AccessError> {
+    fn update<T>(&self, f: impl FnOnce(&mut Snapshot) -> Result<T, AccessError>) -> Result<T, AccessError> {
         let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
         let mut next = Snapshot::clone(&guard);
         let out = f(&mut next)?;
@@ -234,10 +222,7 @@ impl Registry {
     /// Removes a file and every grant of it.
     pub fn remove_file(&self, file: FileId) -> Result<(), AccessError> {
         self.update(|s| {
-            let entry = s
-                .files
-                .remove(&file)
-                .ok_or(AccessError::UnknownFile(file))?;
+            let entry = s.files.remove(&file).ok_or(AccessError::UnknownFile(file))?;
             // Release: see `FileHandle::is_current`.
             entry.latest.store(VERSION_RETIRED, Ordering::Release);
             s.grants.retain(|(_, f)| *f != file);
@@ -261,13 +246,7 @@ impl Registry {
 
     /// Takes the grant back.
     pub fn revoke(&self, tenant: TenantId, file: FileId) -> Result<(), AccessError> {
-        self.update(|s| {
-            if s.grants.remove(&(tenant, file)) {
-                Ok(())
-            } else {
-                Err(AccessError::NotGranted { tenant, file })
-            }
-        })
+        self.update(|s| if s.grants.remove(&(tenant, file)) { Ok(()) } else { Err(AccessError::NotGranted { tenant, file }) })
     }
 }
 
@@ -290,31 +269,13 @@ mod tests {
         let g = r.add_file(map(20)).expect("room");
         r.grant(a, f).expect("known");
         assert_eq!(r.lookup(a, f).expect("granted").map.size(), 10);
-        assert_eq!(
-            r.lookup(a, g).unwrap_err(),
-            AccessError::NotGranted { tenant: a, file: g }
-        );
-        assert_eq!(
-            r.lookup(b, f).unwrap_err(),
-            AccessError::NotGranted { tenant: b, file: f }
-        );
-        assert_eq!(
-            r.lookup(TenantId(9), f).unwrap_err(),
-            AccessError::UnknownTenant(TenantId(9))
-        );
-        assert_eq!(
-            r.lookup(a, FileId(99)).unwrap_err(),
-            AccessError::UnknownFile(FileId(99))
-        );
+        assert_eq!(r.lookup(a, g).unwrap_err(), AccessError::NotGranted { tenant: a, file: g });
+        assert_eq!(r.lookup(b, f).unwrap_err(), AccessError::NotGranted { tenant: b, file: f });
+        assert_eq!(r.lookup(TenantId(9), f).unwrap_err(), AccessError::UnknownTenant(TenantId(9)));
+        assert_eq!(r.lookup(a, FileId(99)).unwrap_err(), AccessError::UnknownFile(FileId(99)));
         r.revoke(a, f).expect("was granted");
-        assert!(matches!(
-            r.lookup(a, f),
-            Err(AccessError::NotGranted { .. })
-        ));
-        assert!(matches!(
-            r.grant(TenantId(9), f),
-            Err(AccessError::UnknownTenant(_))
-        ));
+        assert!(matches!(r.lookup(a, f), Err(AccessError::NotGranted { .. })));
+        assert!(matches!(r.grant(TenantId(9), f), Err(AccessError::UnknownTenant(_))));
     }
 
     #[test]
@@ -329,16 +290,10 @@ mod tests {
         r.remove_file(f).expect("present");
         assert!(r.generation() > gen);
         let held = old.lookup(t, f).expect("a held snapshot is immutable");
-        assert!(
-            !held.is_current(),
-            "but handles on a removed file are stale"
-        );
+        assert!(!held.is_current(), "but handles on a removed file are stale");
         assert_eq!(r.lookup(t, f).unwrap_err(), AccessError::UnknownFile(f));
         r.remove_tenant(t).expect("present");
-        assert_eq!(
-            r.remove_tenant(t).unwrap_err(),
-            AccessError::UnknownTenant(t)
-        );
+        assert_eq!(r.remove_tenant(t).unwrap_err(), AccessError::UnknownTenant(t));
     }
 
     #[test]
@@ -350,29 +305,16 @@ mod tests {
         let handle = r.lookup(TenantId(1), f).expect("granted");
         assert!(handle.is_current());
         r.update_file(f, map(10)).expect("same version");
-        assert!(
-            handle.is_current(),
-            "a map with the same version keeps handles current"
-        );
+        assert!(handle.is_current(), "a map with the same version keeps handles current");
         let old = r.snapshot().version(f).expect("present");
-        let bumped = map(10)
-            .refreshed(ExtentMap::new(vec![], 11, 4096, ChangeStamp::default()).expect("empty"));
+        let bumped = map(10).refreshed(ExtentMap::new(vec![], 11, 4096, ChangeStamp::default()).expect("empty"));
         r.update_file(f, Arc::new(bumped)).expect("present");
         assert_eq!(r.snapshot().version(f).expect("present"), old + 1);
-        assert!(
-            !handle.is_current(),
-            "a refreshed map makes old handles stale"
-        );
+        assert!(!handle.is_current(), "a refreshed map makes old handles stale");
         assert!(r.lookup(TenantId(1), f).expect("granted").is_current());
         let unversioned = ExtentMap::new(vec![], 12, 4096, ChangeStamp::default()).expect("empty");
-        assert!(matches!(
-            r.update_file(f, Arc::new(unversioned)),
-            Err(AccessError::VersionNotNewer { old: 2, new: 1, .. })
-        ));
-        assert!(matches!(
-            r.update_file(FileId(7), map(1)),
-            Err(AccessError::UnknownFile(_))
-        ));
+        assert!(matches!(r.update_file(f, Arc::new(unversioned)), Err(AccessError::VersionNotNewer { old: 2, new: 1, .. })));
+        assert!(matches!(r.update_file(FileId(7), map(1)), Err(AccessError::UnknownFile(_))));
     }
 
     #[test]

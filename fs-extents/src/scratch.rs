@@ -87,10 +87,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ScratchError {
 /// Runs a command; its stderr becomes the error.
 fn run(cmd: &str, args: &[&str]) -> Result<String, ScratchError> {
     let command = format!("{cmd} {}", args.join(" "));
-    let out = Command::new(cmd).args(args).output().map_err(|e| ScratchError::Command {
-        command: command.clone(),
-        stderr: format!("{e} (is it installed? scripts/install-deps.sh installs e2fsprogs and mount)"),
-    })?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| ScratchError::Command { command: command.clone(), stderr: format!("{e} (is it installed? scripts/install-deps.sh installs e2fsprogs and mount)") })?;
     if !out.status.success() {
         return Err(ScratchError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
     }
@@ -191,7 +191,15 @@ impl ScratchFs {
             .parse()
             .map_err(|_| ScratchError::Io { what: "hot_add answered something other than a device number".into(), source: io::ErrorKind::InvalidData.into() })?;
         // From here on, Drop removes the device.
-        let fs = ScratchFs { kind: DeviceKind::Zram, device: PathBuf::from(format!("/dev/zram{n}")), undo: Some(Undo::Zram(n)), mount: PathBuf::new(), mounted: false, size, marker: None };
+        let fs = ScratchFs {
+            kind: DeviceKind::Zram,
+            device: PathBuf::from(format!("/dev/zram{n}")),
+            undo: Some(Undo::Zram(n)),
+            mount: PathBuf::new(),
+            mounted: false,
+            size,
+            marker: None,
+        };
         let sys = PathBuf::from(format!("/sys/block/zram{n}"));
         fs::write(sys.join("disksize"), size.to_string()).map_err(io_err(format!("sizing /dev/zram{n}")))?;
         wait_for_node(&fs.device)?;

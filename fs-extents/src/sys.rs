@@ -48,18 +48,12 @@ const _: () = assert!(std::mem::offset_of!(FiemapBuf, extents) == 32);
 
 impl FiemapBuf {
     pub(crate) fn new() -> Box<Self> {
-        Box::new(Self {
-            header: FiemapHeader::default(),
-            extents: [FiemapExtent::default(); FIEMAP_CHUNK_EXTENTS],
-        })
+        Box::new(Self { header: FiemapHeader::default(), extents: [FiemapExtent::default(); FIEMAP_CHUNK_EXTENTS] })
     }
 }
 
 /// `_IOWR('f', 11, struct fiemap)`.
-pub(crate) const FS_IOC_FIEMAP: libc::c_ulong = (3 << 30)
-    | ((size_of::<FiemapHeader>() as libc::c_ulong) << 16)
-    | ((b'f' as libc::c_ulong) << 8)
-    | 11;
+pub(crate) const FS_IOC_FIEMAP: libc::c_ulong = (3 << 30) | ((size_of::<FiemapHeader>() as libc::c_ulong) << 16) | ((b'f' as libc::c_ulong) << 8) | 11;
 const _: () = assert!(FS_IOC_FIEMAP == 0xC020_660B);
 
 /// Runs FS_IOC_FIEMAP with the request in `buf.header`; the kernel fills in

@@ -50,14 +50,8 @@ fn bad_magic_and_truncation() {
     let e = Ext4::open(&short).expect_err("truncated");
     assert!(matches!(e, Ext4Error::TruncatedImage { .. }), "{e}");
     assert!(e.to_string().contains("truncated"));
-    assert!(matches!(
-        Ext4::open(&data[..1500].to_vec()),
-        Err(Ext4Error::Truncated { .. })
-    ));
-    assert!(matches!(
-        Ext4::open(&Vec::new()),
-        Err(Ext4Error::Truncated { .. })
-    ));
+    assert!(matches!(Ext4::open(&data[..1500].to_vec()), Err(Ext4Error::Truncated { .. })));
+    assert!(matches!(Ext4::open(&Vec::new()), Err(Ext4Error::Truncated { .. })));
 }
 
 #[test]
@@ -66,35 +60,17 @@ fn corrupt_superblock_fields() {
     let (_, data) = image(&t, &[]);
     let mut big_bs = data.clone();
     big_bs[1024 + 0x18] = 9;
-    assert!(matches!(
-        Ext4::open(&big_bs),
-        Err(Ext4Error::BadSuperblock {
-            field: "s_log_block_size",
-            ..
-        })
-    ));
+    assert!(matches!(Ext4::open(&big_bs), Err(Ext4Error::BadSuperblock { field: "s_log_block_size", .. })));
     let mut no_ipg = data.clone();
     no_ipg[1024 + 0x28..1024 + 0x2C].fill(0);
-    assert!(matches!(
-        Ext4::open(&no_ipg),
-        Err(Ext4Error::BadSuperblock {
-            field: "s_inodes_per_group",
-            ..
-        })
-    ));
+    assert!(matches!(Ext4::open(&no_ipg), Err(Ext4Error::BadSuperblock { field: "s_inodes_per_group", .. })));
     let mut recover = data.clone();
     recover[1024 + 0x60] |= 0x4;
-    assert!(matches!(
-        Ext4::open(&recover),
-        Err(Ext4Error::NeedsRecovery)
-    ));
+    assert!(matches!(Ext4::open(&recover), Err(Ext4Error::NeedsRecovery)));
     let mut meta_bg = data;
     meta_bg[1024 + 0x60] |= 0x10;
     let e = Ext4::open(&meta_bg).expect_err("meta_bg");
-    assert!(
-        matches!(e, Ext4Error::UnsupportedFeatures { incompat: 0x10 }),
-        "{e}"
-    );
+    assert!(matches!(e, Ext4Error::UnsupportedFeatures { incompat: 0x10 }), "{e}");
 }
 
 #[test]
@@ -104,10 +80,7 @@ fn corrupt_group_descriptor() {
     // Group descriptors start at block 1 with 4 KiB blocks; bg_inode_table_lo at +8.
     data[4096 + 8..4096 + 12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
     let fs = Ext4::open(&data).expect("superblock is fine");
-    assert!(matches!(
-        fs.lookup("/f.txt"),
-        Err(Ext4Error::BadGroupDescriptor { group: 0, .. })
-    ));
+    assert!(matches!(fs.lookup("/f.txt"), Err(Ext4Error::BadGroupDescriptor { group: 0, .. })));
 }
 
 #[test]
@@ -119,57 +92,39 @@ fn corrupt_extent_trees() {
 
     let mut magic = data.clone();
     magic[root] = 0;
-    assert!(
-        matches!(err_of(&magic, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("magic"))
-    );
+    assert!(matches!(err_of(&magic, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("magic")));
 
     let mut depth = data.clone();
     depth[root + 6] = 6;
-    assert!(
-        matches!(err_of(&depth, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("depth"))
-    );
+    assert!(matches!(err_of(&depth, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("depth")));
 
     let mut entries = data.clone();
     entries[root + 2] = 5; // the root holds at most 4
-    assert!(
-        matches!(err_of(&entries, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("capacity"))
-    );
+    assert!(matches!(err_of(&entries, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("capacity")));
 
     let mut outside = data.clone();
     outside[root + 12 + 8..root + 12 + 12].copy_from_slice(&0x00FF_FFFFu32.to_le_bytes());
-    assert!(
-        matches!(err_of(&outside, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("outside"))
-    );
+    assert!(matches!(err_of(&outside, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("outside")));
 
     let mut zero_len = data.clone();
     zero_len[root + 12 + 4..root + 12 + 6].fill(0);
-    assert!(
-        matches!(err_of(&zero_len, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("length 0"))
-    );
+    assert!(matches!(err_of(&zero_len, "/f.txt"), Ext4Error::BadExtentTree { why, .. } if why.contains("length 0")));
 
     // The sparse file has a depth-1 tree: make its first leaf claim depth 1
     // and point at itself (a loop).
     let s = inode_at(&data, "/sparse.bin") + 0x28;
-    assert_eq!(
-        u16::from_le_bytes([data[s + 6], data[s + 7]]),
-        1,
-        "sparse.bin has index nodes"
-    );
+    assert_eq!(u16::from_le_bytes([data[s + 6], data[s + 7]]), 1, "sparse.bin has index nodes");
     let leaf_block = u32_at(&data, s + 12 + 4);
     let leaf = usize::try_from(leaf_block).expect("small") * 4096;
     let mut looped = data.clone();
     looped[leaf + 6] = 1;
     looped[leaf + 12 + 4..leaf + 12 + 8].copy_from_slice(&leaf_block.to_le_bytes());
-    assert!(
-        matches!(err_of(&looped, "/sparse.bin"), Ext4Error::BadExtentTree { why, .. } if why.contains("depth"))
-    );
+    assert!(matches!(err_of(&looped, "/sparse.bin"), Ext4Error::BadExtentTree { why, .. } if why.contains("depth")));
 
     // Out-of-order leaf entries.
     let mut order = data.clone();
     order[leaf + 24..leaf + 28].copy_from_slice(&0u32.to_le_bytes());
-    assert!(
-        matches!(err_of(&order, "/sparse.bin"), Ext4Error::BadExtentTree { why, .. } if why.contains("order"))
-    );
+    assert!(matches!(err_of(&order, "/sparse.bin"), Ext4Error::BadExtentTree { why, .. } if why.contains("order")));
 }
 
 #[test]
@@ -182,22 +137,11 @@ fn corrupt_directory_entries() {
     let at = usize::try_from(block).expect("small") * 4096;
     let mut bad = data.clone();
     bad[at + 4..at + 6].fill(0); // rec_len of "." = 0
-    assert!(matches!(
-        err_of(&bad, "/f.txt"),
-        Ext4Error::BadDirEntry { .. }
-    ));
+    assert!(matches!(err_of(&bad, "/f.txt"), Ext4Error::BadDirEntry { .. }));
 }
 
 fn debugfs_set_flags(img: &Path, path: &str, flags: &str) {
-    run(
-        "debugfs",
-        &[
-            "-w",
-            "-R",
-            &format!("set_inode_field {path} flags {flags}"),
-            img.to_str().expect("utf-8"),
-        ],
-    );
+    run("debugfs", &["-w", "-R", &format!("set_inode_field {path} flags {flags}"), img.to_str().expect("utf-8")]);
 }
 
 #[test]

@@ -18,19 +18,9 @@ fn populate(src: &std::path::Path) -> Vec<(&'static str, usize)> {
     // A directory with enough entries to span several blocks.
     fs::create_dir_all(src.join("many")).expect("mkdir");
     for i in 0..600 {
-        fs::write(
-            src.join(format!("many/file-with-a-longish-name-{i:04}")),
-            bytes(i, 100),
-        )
-        .expect("write");
+        fs::write(src.join(format!("many/file-with-a-longish-name-{i:04}")), bytes(i, 100)).expect("write");
     }
-    vec![
-        ("/small.txt", 1),
-        ("/a/b/big.bin", 1),
-        ("/sparse.bin", 1000),
-        ("/empty", 0),
-        ("/many/file-with-a-longish-name-0599", 1),
-    ]
+    vec![("/small.txt", 1), ("/a/b/big.bin", 1), ("/sparse.bin", 1000), ("/empty", 0), ("/many/file-with-a-longish-name-0599", 1)]
 }
 
 fn check_layout(tag: &str, block_size: u32, opts: &[&str]) {
@@ -43,21 +33,12 @@ fn check_layout(tag: &str, block_size: u32, opts: &[&str]) {
     let fs = Ext4::open(&dev).expect("valid image");
     assert_eq!(fs.superblock().block_size, u64::from(block_size));
     for (path, min_extents) in files {
-        let map = fs
-            .file_map(path)
-            .unwrap_or_else(|e| panic!("{tag} {path}: {e}"));
+        let map = fs.file_map(path).unwrap_or_else(|e| panic!("{tag} {path}: {e}"));
         let want = fs::read(src.join(&path[1..])).expect("source file");
         assert_eq!(map.size(), want.len() as u64, "{tag} {path}");
-        assert!(
-            map.extents().len() >= min_extents,
-            "{tag} {path}: {} extents",
-            map.extents().len()
-        );
+        assert!(map.extents().len() >= min_extents, "{tag} {path}: {} extents", map.extents().len());
         assert!(map.extents().iter().all(|e| e.kind == ExtentKind::Written));
-        assert!(
-            read_through_map(&map, &dev) == want,
-            "{tag} {path}: bytes through the map differ"
-        );
+        assert!(read_through_map(&map, &dev) == want, "{tag} {path}: bytes through the map differ");
     }
 }
 
@@ -90,33 +71,12 @@ fn lookup_errors_name_the_problem() {
     mkfs(&img, Some(&src), "64M", 4096, &[]);
     let dev = File::open(&img).expect("open image");
     let fs = Ext4::open(&dev).expect("valid image");
-    assert!(matches!(
-        fs.lookup("/nope"),
-        Err(Ext4Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        fs.lookup("/small.txt/x"),
-        Err(Ext4Error::NotADirectory { .. })
-    ));
-    assert!(matches!(
-        fs.file_map("/a"),
-        Err(Ext4Error::NotRegularFile { .. })
-    ));
-    assert!(matches!(
-        fs.extent_map(0),
-        Err(Ext4Error::InodeOutOfRange { .. })
-    ));
-    assert!(matches!(
-        fs.extent_map(u32::MAX),
-        Err(Ext4Error::InodeOutOfRange { .. })
-    ));
-    assert_eq!(
-        fs.lookup("/a/./b/../b/big.bin").expect("dot entries"),
-        fs.lookup("/a/b/big.bin").expect("plain")
-    );
+    assert!(matches!(fs.lookup("/nope"), Err(Ext4Error::NotFound { .. })));
+    assert!(matches!(fs.lookup("/small.txt/x"), Err(Ext4Error::NotADirectory { .. })));
+    assert!(matches!(fs.file_map("/a"), Err(Ext4Error::NotRegularFile { .. })));
+    assert!(matches!(fs.extent_map(0), Err(Ext4Error::InodeOutOfRange { .. })));
+    assert!(matches!(fs.extent_map(u32::MAX), Err(Ext4Error::InodeOutOfRange { .. })));
+    assert_eq!(fs.lookup("/a/./b/../b/big.bin").expect("dot entries"), fs.lookup("/a/b/big.bin").expect("plain"));
     let deep = "/a".repeat(300);
-    assert!(matches!(
-        fs.lookup(&deep),
-        Err(Ext4Error::PathTooLong { .. })
-    ));
+    assert!(matches!(fs.lookup(&deep), Err(Ext4Error::PathTooLong { .. })));
 }

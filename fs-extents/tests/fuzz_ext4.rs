@@ -17,21 +17,12 @@ fn mutated_images_never_panic() {
     let pristine = c.image.clone();
     let mut stats = Stats::default();
     exercise(&c.image, &mut stats);
-    assert_eq!(
-        stats.mapped, 3,
-        "the pristine image maps its three files (/d is a directory): {stats:?}"
-    );
+    assert_eq!(stats.mapped, 3, "the pristine image maps its three files (/d is a directory): {stats:?}");
     let mut rng = Rng(0x5EED_0001);
     for _ in 0..ITERATIONS {
         one(&mut c, &mut rng, &mut stats);
     }
     assert_eq!(c.image, pristine, "mutations are undone");
-    assert!(
-        stats.errors > ITERATIONS / 10,
-        "mutants are detected: {stats:?}"
-    );
-    assert!(
-        stats.mapped > ITERATIONS,
-        "many mutants still reach the extent code: {stats:?}"
-    );
+    assert!(stats.errors > ITERATIONS / 10, "mutants are detected: {stats:?}");
+    assert!(stats.mapped > ITERATIONS, "many mutants still reach the extent code: {stats:?}");
 }

@@ -84,7 +84,10 @@ fn shim(lib: &Path) -> PathBuf {
 fn build(tag: &str) -> Built {
     let target = target_dir();
     // `cargo build` puts libsfe.so in target/<profile>; `cargo test` leaves it in deps/.
-    let lib = [target.clone(), target.join("deps")].into_iter().find(|d| d.join("libsfe.so").exists()).unwrap_or_else(|| panic!("libsfe.so is in neither {0} nor {0}/deps", target.display()));
+    let lib = [target.clone(), target.join("deps")]
+        .into_iter()
+        .find(|d| d.join("libsfe.so").exists())
+        .unwrap_or_else(|| panic!("libsfe.so is in neither {0} nor {0}/deps", target.display()));
     let shim = shim(&target);
     let dir = std::env::temp_dir().join(format!("sfe-c-apps-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -107,7 +110,16 @@ fn build(tag: &str) -> Built {
     must(Command::new("cc").args(["-O2", "-Wall", "-Werror"]).arg(c.join("errors.c")).arg("-o").arg(&b.errors).args(&flags));
     // (b) as written for XRP, linked against a stock libbpf's loader.
     must(Command::new("cc").args(["-O2", "-Wall", "-Werror", "-shared", "-fPIC"]).arg(c.join("stub_libbpf.c")).arg("-o").arg(b.dir.join("libbpfstub.so")));
-    must(Command::new("cc").args(["-O2", "-Wall", "-Werror"]).arg(c.join("xrp_app.c")).arg("-o").arg(&b.app_xrp).arg(format!("-L{}", b.dir.display())).arg(format!("-Wl,-rpath,{}", b.dir.display())).arg("-lbpfstub"));
+    must(
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror"])
+            .arg(c.join("xrp_app.c"))
+            .arg("-o")
+            .arg(&b.app_xrp)
+            .arg(format!("-L{}", b.dir.display()))
+            .arg(format!("-Wl,-rpath,{}", b.dir.display()))
+            .arg("-lbpfstub"),
+    );
     std::fs::write(&b.lookup, workloads::programs::BTREE_LOOKUP_512).unwrap();
     bpf(&c.join("range_batch.c"), &b.range);
     bpf(&c.join("bad.c"), &b.bad);

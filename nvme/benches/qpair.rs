@@ -19,16 +19,7 @@ fn reads(c: &mut Criterion) {
     let mut g = c.benchmark_group("emulated_4k_read");
     g.throughput(Throughput::Elements(1));
     for (ws_name, ns_bytes) in WORKING_SETS {
-        let emu = Arc::new(
-            EmulatedController::new(
-                nvme::Backing::memory(ns_bytes).unwrap(),
-                nvme::EmuConfig {
-                    block_size: 4096,
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
+        let emu = Arc::new(EmulatedController::new(nvme::Backing::memory(ns_bytes).unwrap(), nvme::EmuConfig { block_size: 4096, ..Default::default() }).unwrap());
         let ctrl = Controller::attach(emu).unwrap();
         let ns = ctrl.namespace(1).unwrap();
         let pool = ctrl.transport().dma().clone();

@@ -5,7 +5,7 @@
 use crate::dma::DmaBuf;
 use crate::error::CtrlError;
 use crate::prp::{PAGE, PRP_LIST_ENTRIES};
-use crate::queue::{Aborter, Namespace, QueueParts, QueuePair, COMMAND_TIMEOUT_DEFAULT, COMPLETIONS_PER_POLL_MAX};
+use crate::queue::{Aborter, Namespace, QueuePair, QueueParts, COMMAND_TIMEOUT_DEFAULT, COMPLETIONS_PER_POLL_MAX};
 use crate::spec::cmd::{self, AdminOpcode, SQE_SIZE};
 use crate::spec::cqe::CQE_SIZE;
 use crate::spec::regs::{self, offset, Cap, Cc, Csts};
@@ -191,11 +191,7 @@ pub struct Controller {
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controller")
-            .field("transport", &self.shared.transport.name())
-            .field("model", &self.ident.model())
-            .field("namespaces", &self.namespaces)
-            .finish()
+        f.debug_struct("Controller").field("transport", &self.shared.transport.name()).field("model", &self.ident.model()).field("namespaces", &self.namespaces).finish()
     }
 }
 
@@ -345,16 +341,7 @@ impl Controller {
     /// identify, queue count, namespaces.
     pub fn attach(transport: Arc<dyn Transport>) -> Result<Controller, CtrlError> {
         let cap = Cap(transport.read64(offset::CAP));
-        let mut b = BringUp {
-            transport,
-            cap,
-            deadline: Instant::now(),
-            shared: None,
-            ident: None,
-            io_queues: 0,
-            namespaces: Vec::new(),
-            trace: Vec::new(),
-        };
+        let mut b = BringUp { transport, cap, deadline: Instant::now(), shared: None, ident: None, io_queues: 0, namespaces: Vec::new(), trace: Vec::new() };
         let mut state = State::Disable;
         while state != State::Ready {
             state = b.step(state)?;
@@ -432,13 +419,7 @@ impl Controller {
         let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
         let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
         let size = u32::from(depth - 1) << 16;
-        let create_cq = Sqe {
-            opcode: AdminOpcode::CreateIoCq as u8,
-            prp1: cq_mem.iova().0,
-            cdw10: u32::from(qid) | size,
-            cdw11: cmd::QUEUE_PHYS_CONTIG,
-            ..Sqe::default()
-        };
+        let create_cq = Sqe { opcode: AdminOpcode::CreateIoCq as u8, prp1: cq_mem.iova().0, cdw10: u32::from(qid) | size, cdw11: cmd::QUEUE_PHYS_CONTIG, ..Sqe::default() };
         // The completion ring must be zeroed (phase 0) before the device owns it.
         let mut cq_mem = cq_mem;
         cq_mem.fill(0);

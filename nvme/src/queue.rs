@@ -202,14 +202,7 @@ impl<C> Submitter<C> {
             let e = QueueError::BufferTooSmall { buf: buf.len(), nlb, block: ns.block_size };
             return Err(Rejected::new(e, Some(buf), cookie));
         }
-        let sqe = Sqe {
-            opcode: op as u8,
-            nsid: ns.id,
-            cdw10: (lba.0 & 0xffff_ffff) as u32,
-            cdw11: (lba.0 >> 32) as u32,
-            cdw12: nlb - 1,
-            ..Sqe::default()
-        };
+        let sqe = Sqe { opcode: op as u8, nsid: ns.id, cdw10: (lba.0 & 0xffff_ffff) as u32, cdw11: (lba.0 >> 32) as u32, cdw12: nlb - 1, ..Sqe::default() };
         // `bytes <= max_transfer`, which fits a usize on every target we build for.
         let len = usize::try_from(bytes).unwrap_or(usize::MAX);
         // SAFETY: the command moves `nlb * block_size == bytes` bytes, which

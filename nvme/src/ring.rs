@@ -37,7 +37,11 @@ impl SqRing {
         (self.tail + self.entries - self.head) % self.entries
     }
     fn next(&self, i: u16) -> u16 {
-        if i + 1 == self.entries { 0 } else { i + 1 }
+        if i + 1 == self.entries {
+            0
+        } else {
+            i + 1
+        }
     }
     /// Claims the slot at the tail and advances it; `None` when full.
     pub fn push(&mut self) -> Option<u16> {

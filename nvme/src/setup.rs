@@ -67,7 +67,11 @@ pub fn reserve(mb: u64) -> Result<Hugepages, SetupError> {
         return Err(SetupError::Missing { path: NR_HUGEPAGES, field: "nr_hugepages" });
     }
     std::fs::write(NR_HUGEPAGES, format!("{want}\n")).map_err(|source| {
-        if source.kind() == io::ErrorKind::PermissionDenied { SetupError::NotRoot { path: NR_HUGEPAGES, mb } } else { SetupError::Write { path: NR_HUGEPAGES, source } }
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            SetupError::NotRoot { path: NR_HUGEPAGES, mb }
+        } else {
+            SetupError::Write { path: NR_HUGEPAGES, source }
+        }
     })?;
     let after = hugepages()?;
     if after.total < want {

@@ -319,8 +319,8 @@ fn bring_up_fails_cleanly_on_a_controller_that_never_gets_ready() {
         }
         fn read32(&self, off: u32) -> u32 {
             match off {
-                0 => 0xff,           // MQES 256
-                4 => 1 << 5,         // CSS NVM (bit 37), TO = 0 (500 ms minimum wait)
+                0 => 0xff,   // MQES 256
+                4 => 1 << 5, // CSS NVM (bit 37), TO = 0 (500 ms minimum wait)
                 _ => 0,
             }
         }

@@ -94,7 +94,11 @@ impl Superblock {
     pub fn read(file: &std::fs::File) -> Result<Superblock, FormatError> {
         let mut b = [0u8; 512];
         file.read_exact_at(&mut b, 0).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof { FormatError::Corrupt("file shorter than a superblock".into()) } else { FormatError::Io(e) }
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                FormatError::Corrupt("file shorter than a superblock".into())
+            } else {
+                FormatError::Io(e)
+            }
         })?;
         let magic = u32_at(&b, 0);
         if magic != MAGIC || b[4] != KIND_SUPER {
@@ -426,7 +430,11 @@ mod tests {
         let def = |name: &str| -> u64 {
             let line = h.lines().find(|l| l.starts_with(&format!("#define {name} "))).unwrap_or_else(|| panic!("{name} not in header"));
             let v = line.split_whitespace().nth(2).unwrap().trim_end_matches('u');
-            if let Some(hex) = v.strip_prefix("0x") { u64::from_str_radix(hex, 16).unwrap() } else { v.parse().unwrap() }
+            if let Some(hex) = v.strip_prefix("0x") {
+                u64::from_str_radix(hex, 16).unwrap()
+            } else {
+                v.parse().unwrap()
+            }
         };
         assert_eq!(def("SFE_BT_MAGIC"), u64::from(MAGIC));
         assert_eq!(def("SFE_BT_KIND_INNER"), u64::from(KIND_INNER));

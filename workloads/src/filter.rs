@@ -3,8 +3,8 @@
 //! is `sfe_btree.h`'s `SFE_FR_*`.
 
 use crate::btree::u64_at;
-use chaining::Function;
 use chaining::ChainRequest;
+use chaining::Function;
 use ebpf_runtime::XrpContext;
 
 pub const FR_LO: usize = 0;
@@ -102,7 +102,17 @@ mod tests {
     #[test]
     fn scratch_words_match_the_c_header() {
         let h = include_str!("../../bpf/include/sfe_btree.h");
-        for (name, v) in [("SFE_FR_LO", FR_LO), ("SFE_FR_HI", FR_HI), ("SFE_FR_END", FR_END), ("SFE_FR_OFF", FR_OFF), ("SFE_FR_SUM", FR_SUM), ("SFE_FR_COUNT", FR_COUNT), ("SFE_FR_MIN", FR_MIN), ("SFE_FR_MAX", FR_MAX), ("SFE_FR_BLOCK", BLOCK)] {
+        for (name, v) in [
+            ("SFE_FR_LO", FR_LO),
+            ("SFE_FR_HI", FR_HI),
+            ("SFE_FR_END", FR_END),
+            ("SFE_FR_OFF", FR_OFF),
+            ("SFE_FR_SUM", FR_SUM),
+            ("SFE_FR_COUNT", FR_COUNT),
+            ("SFE_FR_MIN", FR_MIN),
+            ("SFE_FR_MAX", FR_MAX),
+            ("SFE_FR_BLOCK", BLOCK),
+        ] {
             let line = h.lines().find(|l| l.starts_with(&format!("#define {name} "))).unwrap();
             assert_eq!(line.split_whitespace().nth(2).unwrap().parse::<usize>().unwrap(), v, "{name}");
         }

@@ -22,10 +22,18 @@ pub const ALL: &[(&str, &[u8])] = &[
 
 /// The lookup program for a node size.
 pub fn lookup(node_size: usize) -> &'static [u8] {
-    if node_size == 512 { BTREE_LOOKUP_512 } else { BTREE_LOOKUP_4K }
+    if node_size == 512 {
+        BTREE_LOOKUP_512
+    } else {
+        BTREE_LOOKUP_4K
+    }
 }
 
 /// The range-sum program for a node size.
 pub fn range_sum(node_size: usize) -> &'static [u8] {
-    if node_size == 512 { RANGE_SUM_512 } else { RANGE_SUM_4K }
+    if node_size == 512 {
+        RANGE_SUM_512
+    } else {
+        RANGE_SUM_4K
+    }
 }

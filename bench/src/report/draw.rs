@@ -12,9 +12,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::IntoLogRange;
 use plotters::coord::combinators::LogCoord;
-use plotters::coord::ranged1d::{
-    AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter,
-};
+use plotters::coord::ranged1d::{AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -33,12 +31,7 @@ const Y_HEADROOM: f64 = 0.1;
 
 /// One colour per known engine ([`ENGINES`] order), so an engine looks the
 /// same in every chart; other engines take [`Palette99`] colours.
-const ENGINE_COLOURS: [RGBColor; 4] = [
-    RGBColor(214, 39, 40),
-    RGBColor(255, 127, 14),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-];
+const ENGINE_COLOURS: [RGBColor; 4] = [RGBColor(214, 39, 40), RGBColor(255, 127, 14), RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
 
 pub(crate) fn svg(chart: &LineChart, path: &Path) -> Result<()> {
     embedded_font()?;
@@ -47,20 +40,14 @@ pub(crate) fn svg(chart: &LineChart, path: &Path) -> Result<()> {
 
 pub(crate) fn png(chart: &LineChart, path: &Path) -> Result<()> {
     embedded_font()?;
-    draw(
-        GlyphText(BitMapBackend::new(path, SIZE)).into_drawing_area(),
-        chart,
-    )
+    draw(GlyphText(BitMapBackend::new(path, SIZE)).into_drawing_area(), chart)
 }
 
 /// Registers the embedded font once per process.
 fn embedded_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR).is_ok()
-    });
-    ok.then_some(())
-        .ok_or_else(|| anyhow!("the embedded Noto Sans font does not parse"))
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR).is_ok());
+    ok.then_some(()).ok_or_else(|| anyhow!("the embedded Noto Sans font does not parse"))
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &LineChart) -> Result<()>
@@ -75,15 +62,7 @@ where
     match &c.x_axis {
         XAxis::Ticks(t) => {
             let inner: RangedCoordf64 = x.into();
-            plot(
-                &area,
-                c,
-                Ticked {
-                    inner,
-                    ticks: t.clone(),
-                },
-                y,
-            )?;
+            plot(&area, c, Ticked { inner, ticks: t.clone() }, y)?;
         }
         XAxis::Linear => plot(&area, c, x, y)?,
         XAxis::Log => {
@@ -103,11 +82,7 @@ where
     X: AsRangedCoord<Value = f64>,
     X::CoordDescType: ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(area)
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
-        .build_cartesian_2d(x, y)?;
+    let mut chart = ChartBuilder::on(area).margin(20).x_label_area_size(50).y_label_area_size(90).build_cartesian_2d(x, y)?;
     chart
         .configure_mesh()
         .x_desc(c.x_label)
@@ -120,21 +95,14 @@ where
     for (i, s) in c.series.iter().enumerate() {
         let colour = colour(&s.engine, i);
         let line = colour.stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), line))?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], line));
+        chart.draw_series(LineSeries::new(s.points.iter().copied(), line))?.label(s.label.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], line));
         if c.markers {
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
         }
     }
     chart
         .configure_series_labels()
-        .position(if c.legend_upper_left {
-            SeriesLabelPosition::UpperLeft
-        } else {
-            SeriesLabelPosition::LowerRight
-        })
+        .position(if c.legend_upper_left { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::LowerRight })
         .label_font((FONT, 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -177,12 +145,7 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
     let mut ticks = Vec::new();
     let mut decade = 10f64.powf(range.start.log10().floor());
     while decade <= range.end && ticks.len() < MAX_LOG_TICKS {
-        ticks.extend(
-            [1.0, 2.0, 5.0]
-                .map(|m| m * decade)
-                .into_iter()
-                .filter(|t| range.contains(t)),
-        );
+        ticks.extend([1.0, 2.0, 5.0].map(|m| m * decade).into_iter().filter(|t| range.contains(t)));
         decade *= 10.0;
     }
     ticks
@@ -204,9 +167,7 @@ fn colour(engine: &str, index: usize) -> RGBColor {
 /// The x span of all points, padded so end points are not on the frame.
 fn x_range(c: &LineChart) -> Range<f64> {
     let xs = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
-        (l.min(x), h.max(x))
-    });
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
     if !(lo.is_finite() && hi.is_finite()) {
         return 0.0..1.0;
     }
@@ -225,14 +186,8 @@ fn x_range(c: &LineChart) -> Range<f64> {
 
 /// The y axis starts at zero; its top clears the highest point.
 fn y_top(c: &LineChart) -> f64 {
-    let hi = c
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    (hi * (1.0 + Y_HEADROOM))
-        .max(c.y_min_top)
-        .max(f64::MIN_POSITIVE)
+    let hi = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    (hi * (1.0 + Y_HEADROOM)).max(c.y_min_top).max(f64::MIN_POSITIVE)
 }
 
 /// Axis labels: "1.5M", "250k", "12", "0.25".

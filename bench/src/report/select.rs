@@ -66,10 +66,7 @@ pub(crate) fn charts(results: &[RunResult]) -> Vec<LineChart> {
 pub(crate) fn latency_vs_depth(results: &[RunResult]) -> Option<LineChart> {
     workloads(results).into_iter().find_map(|w| {
         let (threads, qd) = base_point(results, w)?;
-        let pts: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.workload == w && r.threads == threads && r.qd == qd)
-            .collect();
+        let pts: Vec<&RunResult> = results.iter().filter(|r| r.workload == w && r.threads == threads && r.qd == qd).collect();
         let mut series = sweep(&pts, |r| r.depth, |r| r.lat_avg_us);
         let ticks = distinct_x(&series);
         series.extend(floor_series(&pts, &ticks));
@@ -96,11 +93,7 @@ pub(crate) fn throughput_vs_threads(results: &[RunResult]) -> Option<LineChart> 
         let qd = of_w.iter().map(|r| r.qd).min()?;
         let depths: BTreeSet<u32> = of_w.iter().map(|r| r.depth).collect();
         depths.into_iter().rev().find_map(|depth| {
-            let pts: Vec<&RunResult> = of_w
-                .iter()
-                .copied()
-                .filter(|r| r.depth == depth && r.qd == qd)
-                .collect();
+            let pts: Vec<&RunResult> = of_w.iter().copied().filter(|r| r.depth == depth && r.qd == qd).collect();
             let series = sweep(&pts, |r| r.threads, |r| r.ops_per_sec);
             let ticks = distinct_x(&series);
             (ticks.len() >= 2).then(|| LineChart {
@@ -127,24 +120,13 @@ pub(crate) fn latency_cdfs(results: &[RunResult]) -> Vec<LineChart> {
         let Some((threads, qd)) = base_point(results, w) else {
             continue;
         };
-        let pts: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.workload == w && r.threads == threads && r.qd == qd)
-            .collect();
+        let pts: Vec<&RunResult> = results.iter().filter(|r| r.workload == w && r.threads == threads && r.qd == qd).collect();
         let depths: BTreeSet<u32> = pts.iter().map(|r| r.depth).collect();
         let charts: Vec<LineChart> = depths
             .into_iter()
             .filter_map(|depth| {
-                let at: Vec<&RunResult> =
-                    pts.iter().copied().filter(|r| r.depth == depth).collect();
-                cdf_chart(
-                    &at,
-                    &format!("{w}, depth {depth}, {}, qd {qd}", threads_text(threads)),
-                )
-                .map(|c| LineChart {
-                    file_stem: format!("latency_cdf_depth{depth}"),
-                    ..c
-                })
+                let at: Vec<&RunResult> = pts.iter().copied().filter(|r| r.depth == depth).collect();
+                cdf_chart(&at, &format!("{w}, depth {depth}, {}, qd {qd}", threads_text(threads))).map(|c| LineChart { file_stem: format!("latency_cdf_depth{depth}"), ..c })
             })
             .collect();
         if !charts.is_empty() {
@@ -157,12 +139,7 @@ pub(crate) fn latency_cdfs(results: &[RunResult]) -> Vec<LineChart> {
 fn cdf_chart(at: &[&RunResult], what: &str) -> Option<LineChart> {
     let mut by_engine: BTreeMap<(usize, &str), Vec<(f64, f64)>> = BTreeMap::new();
     for r in at {
-        let points: Vec<(f64, f64)> = r
-            .cdf
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
+        let points: Vec<(f64, f64)> = r.cdf.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         if !points.is_empty() {
             by_engine.entry(engine_key(&r.engine)).or_insert(points);
         }
@@ -178,11 +155,7 @@ fn cdf_chart(at: &[&RunResult], what: &str) -> Option<LineChart> {
                 points.retain(|p| p.0 > 0.0);
             }
             points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-            Series {
-                label: legend(engine, at),
-                engine: engine.to_string(),
-                points,
-            }
+            Series { label: legend(engine, at), engine: engine.to_string(), points }
         })
         .filter(|s| !s.points.is_empty())
         .collect();
@@ -190,11 +163,7 @@ fn cdf_chart(at: &[&RunResult], what: &str) -> Option<LineChart> {
         file_stem: String::new(),
         title: "Latency CDF".into(),
         subtitle: subtitle(what, at),
-        x_label: if log {
-            "latency (us, log scale)"
-        } else {
-            "latency (us)"
-        },
+        x_label: if log { "latency (us, log scale)" } else { "latency (us)" },
         y_label: "fraction of operations at or below",
         x_axis: if log { XAxis::Log } else { XAxis::Linear },
         markers: false,
@@ -227,40 +196,22 @@ pub(crate) fn workloads(results: &[RunResult]) -> Vec<&str> {
 pub(crate) fn base_point(results: &[RunResult], workload: &str) -> Option<(u32, u32)> {
     let of_w = || results.iter().filter(|r| r.workload == workload);
     let threads = of_w().map(|r| r.threads).min()?;
-    let qd = of_w()
-        .filter(|r| r.threads == threads)
-        .map(|r| r.qd)
-        .min()?;
+    let qd = of_w().filter(|r| r.threads == threads).map(|r| r.qd).min()?;
     Some((threads, qd))
 }
 
 /// One line per engine of `y(r)` against `x(r)`, averaging repeated points
 /// and dropping non-finite ones.
-fn sweep(
-    pts: &[&RunResult],
-    x: impl Fn(&RunResult) -> u32,
-    y: impl Fn(&RunResult) -> f64,
-) -> Vec<Series> {
+fn sweep(pts: &[&RunResult], x: impl Fn(&RunResult) -> u32, y: impl Fn(&RunResult) -> f64) -> Vec<Series> {
     let mut acc: BTreeMap<(usize, &str), BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for r in pts {
         let yv = y(r);
         if yv.is_finite() {
-            acc.entry(engine_key(&r.engine))
-                .or_default()
-                .entry(x(r))
-                .or_default()
-                .push(yv);
+            acc.entry(engine_key(&r.engine)).or_default().entry(x(r)).or_default().push(yv);
         }
     }
     acc.into_iter()
-        .map(|((_, engine), by_x)| Series {
-            label: legend(engine, pts),
-            engine: engine.to_string(),
-            points: by_x
-                .into_iter()
-                .map(|(xv, ys)| (f64::from(xv), mean(&ys)))
-                .collect(),
-        })
+        .map(|((_, engine), by_x)| Series { label: legend(engine, pts), engine: engine.to_string(), points: by_x.into_iter().map(|(xv, ys)| (f64::from(xv), mean(&ys))).collect() })
         .collect()
 }
 
@@ -293,21 +244,12 @@ fn mean(ys: &[f64]) -> f64 {
 
 /// Sort key putting the known engines first, in [`ENGINES`] order.
 fn engine_key(engine: &str) -> (usize, &str) {
-    (
-        ENGINES
-            .iter()
-            .position(|e| *e == engine)
-            .unwrap_or(ENGINES.len()),
-        engine,
-    )
+    (ENGINES.iter().position(|e| *e == engine).unwrap_or(ENGINES.len()), engine)
 }
 
 /// Distinct x values over all series, ascending.
 fn distinct_x(series: &[Series]) -> Vec<f64> {
-    let mut xs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
+    let mut xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     xs
@@ -325,11 +267,7 @@ fn threads_text(threads: u32) -> String {
 /// modelled, "device: M" otherwise.
 fn subtitle(what: &str, pts: &[&RunResult]) -> String {
     let models = |modelled: bool| -> Vec<&str> {
-        let set: BTreeSet<&str> = pts
-            .iter()
-            .filter(|r| r.modelled == modelled)
-            .map(|r| r.device_model.as_str())
-            .collect();
+        let set: BTreeSet<&str> = pts.iter().filter(|r| r.modelled == modelled).map(|r| r.device_model.as_str()).collect();
         set.into_iter().collect()
     };
     let (modelled, real) = (models(true), models(false));
@@ -337,10 +275,7 @@ fn subtitle(what: &str, pts: &[&RunResult]) -> String {
     if !modelled.is_empty() {
         s.push_str(&format!(" | modelled device: {}", modelled.join(", ")));
     }
-    let real: Vec<&str> = real
-        .into_iter()
-        .filter(|m| !m.is_empty() && *m != "none")
-        .collect();
+    let real: Vec<&str> = real.into_iter().filter(|m| !m.is_empty() && *m != "none").collect();
     if !real.is_empty() {
         s.push_str(&format!(" | device: {}", real.join(", ")));
     }

@@ -15,8 +15,7 @@ impl TempDir {
     fn new(tag: &str) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("sfbench-report-{}-{n}-{tag}", std::process::id()));
+        let p = std::env::temp_dir().join(format!("sfbench-report-{}-{n}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("temp dir");
         Self(p)
@@ -74,11 +73,7 @@ fn point(engine: &str, workload: &str, depth: u32, threads: u32, spread: f64) ->
 }
 
 fn report(results: Vec<RunResult>) -> Report {
-    Report {
-        command: "sfbench run".into(),
-        machine: "test".into(),
-        results,
-    }
+    Report { command: "sfbench run".into(), machine: "test".into(), results }
 }
 
 /// Depths 1-4 at one thread, threads 1-8 at depth 4, for all four engines.
@@ -96,30 +91,18 @@ fn full_report() -> Report {
 }
 
 fn names(paths: &[PathBuf]) -> Vec<String> {
-    paths
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect()
+    paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
 }
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} has no PNG signature",
-        path.display()
-    );
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
-        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} has no PNG signature", path.display());
+    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
     assert_eq!((img.width(), img.height()), (1024, 640));
     // Not blank: the lines and text put more than the background colour in.
     let rgb = img.to_rgb8();
     let coloured = rgb.pixels().filter(|p| p.0 != [255, 255, 255]).count();
-    assert!(
-        coloured > 5_000,
-        "{} is nearly blank ({coloured} non-white pixels)",
-        path.display()
-    );
+    assert!(coloured > 5_000, "{} is nearly blank ({coloured} non-white pixels)", path.display());
 }
 
 #[test]
@@ -127,23 +110,13 @@ fn full_report_renders_every_chart_as_svg_and_png() {
     let dir = TempDir::new("full");
     let out = dir.0.join("charts"); // created by render
     let paths = render(&full_report(), &out).unwrap();
-    let mut expected = vec!["latency_vs_depth", "throughput_vs_threads"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
+    let mut expected = vec!["latency_vs_depth", "throughput_vs_threads"].into_iter().map(String::from).collect::<Vec<_>>();
     expected.extend((1..=4).map(|d| format!("latency_cdf_depth{d}")));
-    let expected: Vec<String> = expected
-        .iter()
-        .flat_map(|s| [format!("{s}.svg"), format!("{s}.png")])
-        .collect();
+    let expected: Vec<String> = expected.iter().flat_map(|s| [format!("{s}.svg"), format!("{s}.png")]).collect();
     assert_eq!(names(&paths), expected);
     for p in &paths {
         assert!(p.starts_with(&out));
-        assert!(
-            std::fs::metadata(p).unwrap().len() > 0,
-            "{} is empty",
-            p.display()
-        );
+        assert!(std::fs::metadata(p).unwrap().len() > 0, "{} is empty", p.display());
         if p.extension().unwrap() == "png" {
             assert_png(p);
         } else {
@@ -151,11 +124,7 @@ fn full_report_renders_every_chart_as_svg_and_png() {
             assert!(svg.starts_with("<svg"), "{} is not an SVG", p.display());
             for e in select::ENGINES {
                 // plotters writes each text element's content on a line of its own.
-                assert!(
-                    svg.lines().any(|l| l.trim() == e),
-                    "{} does not name {e}",
-                    p.display()
-                );
+                assert!(svg.lines().any(|l| l.trim() == e), "{} does not name {e}", p.display());
             }
         }
     }
@@ -167,15 +136,8 @@ fn full_report_renders_every_chart_as_svg_and_png() {
 #[test]
 fn a_single_point_renders_no_sweep_and_no_error() {
     let dir = TempDir::new("single");
-    let paths = render(
-        &report(vec![point("bpf-chain", "lookup-uniform", 3, 1, 4.0)]),
-        &dir.0,
-    )
-    .unwrap();
-    assert_eq!(
-        names(&paths),
-        ["latency_cdf_depth3.svg", "latency_cdf_depth3.png"]
-    );
+    let paths = render(&report(vec![point("bpf-chain", "lookup-uniform", 3, 1, 4.0)]), &dir.0).unwrap();
+    assert_eq!(names(&paths), ["latency_cdf_depth3.svg", "latency_cdf_depth3.png"]);
     assert!(!dir.0.join("latency_vs_depth.svg").exists());
     assert!(!dir.0.join("throughput_vs_threads.png").exists());
 }
@@ -199,11 +161,7 @@ fn non_finite_numbers_are_left_out_not_drawn() {
     let charts = select::charts(&rs);
     assert_eq!(charts.len(), 6);
     for c in &charts {
-        assert!(
-            c.series.iter().all(|s| s.engine != "pread"),
-            "{} draws pread",
-            c.file_stem
-        );
+        assert!(c.series.iter().all(|s| s.engine != "pread"), "{} draws pread", c.file_stem);
     }
     let dir = TempDir::new("nan");
     assert_eq!(render(&report(rs), &dir.0).unwrap().len(), 12);
@@ -211,33 +169,19 @@ fn non_finite_numbers_are_left_out_not_drawn() {
 
 #[test]
 fn depth_chart_uses_lowest_threads_and_qd_and_averages_repeats() {
-    let mut rs = vec![
-        point("pread", "lookup-uniform", 1, 2, 4.0),
-        point("pread", "lookup-uniform", 2, 2, 4.0),
-        point("pread", "lookup-uniform", 3, 4, 4.0),
-    ];
+    let mut rs = vec![point("pread", "lookup-uniform", 1, 2, 4.0), point("pread", "lookup-uniform", 2, 2, 4.0), point("pread", "lookup-uniform", 3, 4, 4.0)];
     let mut repeat = point("pread", "lookup-uniform", 2, 2, 4.0);
     repeat.lat_avg_us += 2.0;
     rs.push(repeat);
     let c = select::latency_vs_depth(&rs).unwrap();
     assert_eq!(c.x_axis, XAxis::Ticks(vec![1.0, 2.0]));
     assert_eq!(c.series[0].points, vec![(1.0, 9.0), (2.0, 19.0)]);
-    assert!(c
-        .subtitle
-        .starts_with("lookup-uniform, 2 client threads, qd 1"));
+    assert!(c.subtitle.starts_with("lookup-uniform, 2 client threads, qd 1"));
 }
 
 #[test]
 fn another_lookup_workload_is_charted_when_uniform_is_absent() {
-    let rs: Vec<RunResult> = [1, 2]
-        .into_iter()
-        .flat_map(|d| {
-            [
-                point("bpf-chain", "filter", d, 1, 4.0),
-                point("bpf-chain", "lookup-zipf", d, 1, 4.0),
-            ]
-        })
-        .collect();
+    let rs: Vec<RunResult> = [1, 2].into_iter().flat_map(|d| [point("bpf-chain", "filter", d, 1, 4.0), point("bpf-chain", "lookup-zipf", d, 1, 4.0)]).collect();
     assert_eq!(select::workloads(&rs), ["lookup-zipf", "filter"]);
     let c = select::latency_vs_depth(&rs).unwrap();
     assert!(c.subtitle.starts_with("lookup-zipf,"));
@@ -253,11 +197,7 @@ fn throughput_chart_takes_the_deepest_depth_with_a_thread_sweep() {
         point("io_uring", "lookup-uniform", 2, 2, 4.0),
     ];
     let c = select::throughput_vs_threads(&rs).unwrap();
-    assert!(
-        c.subtitle.starts_with("lookup-uniform, depth 4, qd 1"),
-        "{}",
-        c.subtitle
-    );
+    assert!(c.subtitle.starts_with("lookup-uniform, depth 4, qd 1"), "{}", c.subtitle);
     assert_eq!(c.x_axis, XAxis::Ticks(vec![1.0, 8.0]));
 }
 
@@ -279,11 +219,7 @@ fn unmodelled_device_is_labelled_as_such() {
     r.device_model = "Samsung 980".into();
     let c = &select::latency_cdfs(&[r])[0];
     assert!(!c.subtitle.contains("modelled"));
-    assert!(
-        c.subtitle.ends_with("| device: Samsung 980"),
-        "{}",
-        c.subtitle
-    );
+    assert!(c.subtitle.ends_with("| device: Samsung 980"), "{}", c.subtitle);
 }
 
 #[test]
@@ -291,11 +227,7 @@ fn malformed_json_is_an_error_naming_the_file() {
     let dir = TempDir::new("bad");
     let input = dir.0.join("results.json");
     std::fs::write(&input, "{\"command\": \"sfbench run\", \"results\": [").unwrap();
-    let err = run(Args {
-        input: input.clone(),
-        out: None,
-    })
-    .unwrap_err();
+    let err = run(Args { input: input.clone(), out: None }).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains(&input.display().to_string()), "{msg}");
     assert!(msg.contains("not a results file"), "{msg}");
@@ -305,18 +237,8 @@ fn malformed_json_is_an_error_naming_the_file() {
 fn missing_input_is_an_error_naming_the_file() {
     let dir = TempDir::new("missing");
     let input = dir.0.join("nope.json");
-    let msg = format!(
-        "{:#}",
-        run(Args {
-            input: input.clone(),
-            out: None
-        })
-        .unwrap_err()
-    );
-    assert!(
-        msg.contains("cannot read benchmark results from") && msg.contains("nope.json"),
-        "{msg}"
-    );
+    let msg = format!("{:#}", run(Args { input: input.clone(), out: None }).unwrap_err());
+    assert!(msg.contains("cannot read benchmark results from") && msg.contains("nope.json"), "{msg}");
 }
 
 #[test]
@@ -326,22 +248,13 @@ fn run_reads_json_and_writes_next_to_it_by_default() {
     std::fs::write(&input, serde_json::to_string(&full_report()).unwrap()).unwrap();
     run(Args { input, out: None }).unwrap();
     assert!(dir.0.join("latency_vs_depth.png").is_file());
-    assert_eq!(
-        default_out_dir(Path::new("results.json")),
-        PathBuf::from(".")
-    );
-    assert_eq!(
-        default_out_dir(Path::new("out/r.json")),
-        PathBuf::from("out")
-    );
+    assert_eq!(default_out_dir(Path::new("results.json")), PathBuf::from("."));
+    assert_eq!(default_out_dir(Path::new("out/r.json")), PathBuf::from("out"));
 }
 
 #[test]
 fn depth_chart_draws_the_device_floor_and_names_the_kernel_device() {
-    let mut rs: Vec<RunResult> = [1, 3, 6]
-        .into_iter()
-        .flat_map(|d| [point("pread", "lookup-uniform", d, 1, 4.0), point("bpf-chain", "lookup-uniform", d, 1, 4.0)])
-        .collect();
+    let mut rs: Vec<RunResult> = [1, 3, 6].into_iter().flat_map(|d| [point("pread", "lookup-uniform", d, 1, 4.0), point("bpf-chain", "lookup-uniform", d, 1, 4.0)]).collect();
     for r in &mut rs {
         r.device_us_per_read = 3.2;
         if r.engine == "pread" {

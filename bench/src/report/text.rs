@@ -11,9 +11,7 @@ use std::sync::OnceLock;
 
 use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
 use plotters_backend::text_anchor::{HPos, VPos};
-use plotters_backend::{
-    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
-};
+use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind};
 
 /// Any backend, with text drawn by [`GlyphText::draw_text`].
 #[derive(Debug)]
@@ -23,8 +21,7 @@ pub(crate) struct GlyphText<DB>(pub DB);
 /// wrapped backend draws text as plotters would).
 fn font() -> Option<&'static FontRef<'static>> {
     static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    FONT.get_or_init(|| FontRef::try_from_slice(ttf_noto_sans::REGULAR).ok())
-        .as_ref()
+    FONT.get_or_init(|| FontRef::try_from_slice(ttf_noto_sans::REGULAR).ok()).as_ref()
 }
 
 impl<DB: DrawingBackend> DrawingBackend for GlyphText<DB> {
@@ -39,71 +36,32 @@ impl<DB: DrawingBackend> DrawingBackend for GlyphText<DB> {
     fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.present()
     }
-    fn draw_pixel(
-        &mut self,
-        p: BackendCoord,
-        c: BackendColor,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_pixel(p, c)
     }
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_line<S: BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_line(from, to, style)
     }
-    fn draw_rect<S: BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_rect<S: BackendStyle>(&mut self, upper_left: BackendCoord, bottom_right: BackendCoord, style: &S, fill: bool) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_rect(upper_left, bottom_right, style, fill)
     }
-    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, path: I, style: &S) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_path(path, style)
     }
-    fn draw_circle<S: BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_circle<S: BackendStyle>(&mut self, center: BackendCoord, radius: u32, style: &S, fill: bool) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_circle(center, radius, style, fill)
     }
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, vert: I, style: &S) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.fill_polygon(vert, style)
     }
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        size: (u32, u32),
-        src: &[u8],
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn blit_bitmap(&mut self, pos: BackendCoord, size: (u32, u32), src: &[u8]) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.blit_bitmap(pos, size, src)
     }
 
     // Pixel coordinates of a chart a few thousand pixels wide: the float to
     // integer casts cannot truncate.
     #[allow(clippy::cast_possible_truncation)]
-    fn draw_text<S: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &S,
-        pos: BackendCoord,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_text<S: BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         let Some(font) = font() else {
             return self.0.draw_text(text, style, pos);
         };
@@ -112,9 +70,7 @@ impl<DB: DrawingBackend> DrawingBackend for GlyphText<DB> {
             return Ok(());
         }
         // The box plotters laid out (its estimate uses the same advances).
-        let ((x0, y0), (x1, y1)) = style
-            .layout_box(text)
-            .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
+        let ((x0, y0), (x1, y1)) = style.layout_box(text).map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
         let (width, height) = (x1 - x0, y1 - y0);
         let dx = match style.anchor().h_pos {
             HPos::Left => 0,
@@ -129,9 +85,7 @@ impl<DB: DrawingBackend> DrawingBackend for GlyphText<DB> {
         let size = style.size() as f32;
         let scaled = font.as_scaled(PxScale::from(size));
         // Capital letters centred in the box.
-        let cap = scaled
-            .outline_glyph(scaled.scaled_glyph('H'))
-            .map_or(size * 0.5, |g| -g.px_bounds().min.y);
+        let cap = scaled.outline_glyph(scaled.scaled_glyph('H')).map_or(size * 0.5, |g| -g.px_bounds().min.y);
         let baseline = (height as f32 + cap) / 2.0;
         let transform = style.transform();
         let (w, h) = self.get_size();
@@ -161,10 +115,7 @@ impl<DB: DrawingBackend> DrawingBackend for GlyphText<DB> {
             let (x, y) = (pos.0 + x, pos.1 + y);
             let inside = x >= 0 && y >= 0 && x.unsigned_abs() < w && y.unsigned_abs() < h;
             if inside && coverage > 0.0 {
-                let c = BackendColor {
-                    alpha: colour.alpha * f64::from(coverage.min(1.0)),
-                    rgb: colour.rgb,
-                };
+                let c = BackendColor { alpha: colour.alpha * f64::from(coverage.min(1.0)), rgb: colour.rgb };
                 self.0.draw_pixel((x, y), c)?;
             }
         }

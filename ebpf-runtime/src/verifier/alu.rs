@@ -83,9 +83,7 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize, last_id: &mut u32) -> Resul
                 }
                 Reg::Scalar(s)
             }
-            Reg::Ptr(p) if !is64 => {
-                return Err(VerifyError::PointerAlu32 { insn, reg: ins.src, kind: p.kind.name() })
-            }
+            Reg::Ptr(p) if !is64 => return Err(VerifyError::PointerAlu32 { insn, reg: ins.src, kind: p.kind.name() }),
             r => r,
         }
     } else {
@@ -100,9 +98,7 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize, last_id: &mut u32) -> Resul
                 let reg = if matches!(d, Reg::Ptr(_)) { dst } else { ins.src };
                 return Err(VerifyError::PointerAlu32 { insn, reg, kind: p.kind.name() });
             }
-            (Reg::Ptr(p), Reg::Scalar(s)) if op == ALU_ADD || op == ALU_SUB => {
-                Reg::Ptr(ptr_add(p, &s, op == ALU_SUB, insn, dst)?)
-            }
+            (Reg::Ptr(p), Reg::Scalar(s)) if op == ALU_ADD || op == ALU_SUB => Reg::Ptr(ptr_add(p, &s, op == ALU_SUB, insn, dst)?),
             (Reg::Scalar(s), Reg::Ptr(p)) if op == ALU_ADD => Reg::Ptr(ptr_add(p, &s, false, insn, ins.src)?),
             (Reg::Ptr(_), _) => return Err(VerifyError::PointerArith { insn, reg: dst, op: op_name(op) }),
             _ => return Err(VerifyError::PointerArith { insn, reg: ins.src, op: op_name(op) }),
@@ -116,9 +112,7 @@ pub fn step(st: &mut State, ins: &Insn, insn: usize, last_id: &mut u32) -> Resul
 /// scalar bounded so that offsets stay far from overflow.
 fn ptr_add(p: Ptr, s: &Scalar, negate: bool, insn: usize, reg: u8) -> Result<Ptr, VerifyError> {
     match p.kind {
-        PtrKind::MapValueOrNull(_) => {
-            return Err(VerifyError::PointerArithOnNull { insn, reg, kind: p.kind.name() })
-        }
+        PtrKind::MapValueOrNull(_) => return Err(VerifyError::PointerArithOnNull { insn, reg, kind: p.kind.name() }),
         PtrKind::MapHandle(_) => return Err(VerifyError::PointerArith { insn, reg, op: "+" }),
         _ => {}
     }
@@ -205,5 +199,9 @@ fn scalar32(op: u8, a: &Scalar, b: &Scalar) -> Scalar {
 /// including the ISA's x / 0 = 0, x % 0 = x and INT_MIN / -1 = INT_MIN;
 /// tracking signed quotients precisely is left for when a program needs it.
 fn signed_div(is64: bool) -> Scalar {
-    if is64 { Scalar::unknown() } else { Scalar::bits(32) }
+    if is64 {
+        Scalar::unknown()
+    } else {
+        Scalar::bits(32)
+    }
 }

@@ -30,13 +30,7 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limits: Limits) -> Budget {
-        Budget {
-            limits,
-            start: Instant::now(),
-            work: 0,
-            bytes: 0,
-            peak_bytes: 0,
-        }
+        Budget { limits, start: Instant::now(), work: 0, bytes: 0, peak_bytes: 0 }
     }
 
     /// One unit of work at `insn`; refuses once the wall-time cap is spent.
@@ -54,10 +48,7 @@ impl Budget {
         self.bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
         self.peak_bytes = self.peak_bytes.max(self.bytes);
         if self.bytes > self.limits.mem_max_bytes {
-            return Err(VerifyError::MemoryCap {
-                insn,
-                cap_bytes: self.limits.mem_max_bytes,
-            });
+            return Err(VerifyError::MemoryCap { insn, cap_bytes: self.limits.mem_max_bytes });
         }
         Ok(())
     }
@@ -65,11 +56,7 @@ impl Budget {
     /// Refunds `bytes` charged earlier.
     pub fn refund(&mut self, bytes: usize) {
         let b = u64::try_from(bytes).unwrap_or(u64::MAX);
-        assert!(
-            b <= self.bytes,
-            "refunding {b} bytes, {} charged",
-            self.bytes
-        );
+        assert!(b <= self.bytes, "refunding {b} bytes, {} charged", self.bytes);
         self.bytes -= b;
     }
 

@@ -168,11 +168,7 @@ impl<'a> Engine<'a> {
                 let cap = self.env.limits.insns_processed_max;
                 if self.stats.insns_processed > cap {
                     let insn = cur.pc;
-                    return Err(if self.cfg.has_back_edge {
-                        VerifyError::LoopCap { insn, cap }
-                    } else {
-                        VerifyError::TooComplex { insn, cap }
-                    });
+                    return Err(if self.cfg.has_back_edge { VerifyError::LoopCap { insn, cap } } else { VerifyError::TooComplex { insn, cap } });
                 }
                 cur.since_store.0 = cur.since_store.0.saturating_add(1);
                 if self.cfg.prune_point[cur.pc] && self.visit(&mut cur, pending.len())? {
@@ -313,9 +309,7 @@ impl<'a> Engine<'a> {
                 let map = u32::try_from(ins.imm).unwrap_or(u32::MAX);
                 st.regs[usize::from(ins.dst)] = match ins.src {
                     PSEUDO_MAP_IDX => Reg::Ptr(Ptr::new(PtrKind::MapHandle(map))),
-                    PSEUDO_MAP_IDX_VALUE => {
-                        Reg::Ptr(Ptr { off: i64::from(next.imm), ..Ptr::new(PtrKind::MapValue(map)) })
-                    }
+                    PSEUDO_MAP_IDX_VALUE => Reg::Ptr(Ptr { off: i64::from(next.imm), ..Ptr::new(PtrKind::MapValue(map)) }),
                     _ => {
                         let lo = u64::from(u32::from_le_bytes(ins.imm.to_le_bytes()));
                         let hi = u64::from(u32::from_le_bytes(next.imm.to_le_bytes()));
@@ -446,14 +440,7 @@ impl<'a> Engine<'a> {
     /// state of the side the walk continues on (the fall-through when both
     /// are feasible; the taken side's state is returned). `facts`: the ids
     /// of both operands when the outcome is to be recorded.
-    fn branch(
-        &mut self,
-        st: &mut State,
-        pc: usize,
-        ins: &Insn,
-        cmp: Cmp,
-        facts: Option<(u32, u32)>,
-    ) -> Result<Sides, VerifyError> {
+    fn branch(&mut self, st: &mut State, pc: usize, ins: &Insn, cmp: Cmp, facts: Option<(u32, u32)>) -> Result<Sides, VerifyError> {
         let is32 = ins.class() == CLASS_JMP32;
         let x = ins.opc & SRC_X != 0;
         let d = read(st, pc, ins.dst)?;
@@ -508,9 +495,7 @@ impl<'a> Engine<'a> {
                     (None, None) => Sides::Neither,
                 })
             }
-            (Reg::Ptr(p), Reg::Scalar(z))
-                if !is32 && z.as_const() == Some(0) && matches!(cmp, Cmp::Eq | Cmp::Ne) && (x || ins.imm == 0) =>
-            {
+            (Reg::Ptr(p), Reg::Scalar(z)) if !is32 && z.as_const() == Some(0) && matches!(cmp, Cmp::Eq | Cmp::Ne) && (x || ins.imm == 0) => {
                 let PtrKind::MapValueOrNull(m) = p.kind else {
                     // Other pointers are never null.
                     return Ok(if cmp == Cmp::Eq { Sides::Fall } else { Sides::Taken });
@@ -539,15 +524,7 @@ impl<'a> Engine<'a> {
                 Arg::Map => match r {
                     Reg::Ptr(Ptr { kind: PtrKind::MapHandle(m), .. }) => map = usize::try_from(m).ok(),
                     Reg::NotInit => return Err(VerifyError::UninitRegister { insn: pc, reg }),
-                    other => {
-                        return Err(VerifyError::HelperArg {
-                            insn: pc,
-                            reg,
-                            helper,
-                            got: other.type_name(),
-                            expected: "map_ptr",
-                        })
-                    }
+                    other => return Err(VerifyError::HelperArg { insn: pc, reg, helper, got: other.type_name(), expected: "map_ptr" }),
                 },
                 Arg::Key | Arg::Value => {
                     let (size, what) = match (arg, spec) {
@@ -561,9 +538,7 @@ impl<'a> Engine<'a> {
                 Arg::Scalar | Arg::OptScalar => match r {
                     Reg::NotInit if *arg == Arg::OptScalar => {}
                     Reg::NotInit => return Err(VerifyError::UninitRegister { insn: pc, reg }),
-                    Reg::Ptr(p) => {
-                        return Err(VerifyError::PointerLeakHelper { insn: pc, reg, kind: p.kind.name(), helper })
-                    }
+                    Reg::Ptr(p) => return Err(VerifyError::PointerLeakHelper { insn: pc, reg, kind: p.kind.name(), helper }),
                     Reg::Scalar(_) => {}
                 },
                 Arg::Mem => {
@@ -573,13 +548,7 @@ impl<'a> Engine<'a> {
                         _ => None,
                     };
                     let Some(size) = size else {
-                        return Err(VerifyError::HelperArg {
-                            insn: pc,
-                            reg: size_reg,
-                            helper,
-                            got: st.regs[i + 2].type_name(),
-                            expected: "constant size > 0",
-                        });
+                        return Err(VerifyError::HelperArg { insn: pc, reg: size_reg, helper, got: st.regs[i + 2].type_name(), expected: "constant size > 0" });
                     };
                     mem::helper_read(self.env, st, pc, reg, size, helper, "pointer to memory")?;
                 }

@@ -41,23 +41,11 @@ pub struct Proto {
 /// The signature of helper `id`, or `None` if it is not whitelisted.
 pub fn proto(id: i32) -> Option<Proto> {
     Some(match id {
-        helper_id::MAP_LOOKUP_ELEM => {
-            Proto { name: "map_lookup_elem", args: &[Arg::Map, Arg::Key], ret: Ret::MapValueOrNull }
-        }
-        helper_id::MAP_UPDATE_ELEM => Proto {
-            name: "map_update_elem",
-            args: &[Arg::Map, Arg::Key, Arg::Value, Arg::Scalar],
-            ret: Ret::Scalar,
-        },
-        helper_id::MAP_DELETE_ELEM => {
-            Proto { name: "map_delete_elem", args: &[Arg::Map, Arg::Key], ret: Ret::Scalar }
-        }
+        helper_id::MAP_LOOKUP_ELEM => Proto { name: "map_lookup_elem", args: &[Arg::Map, Arg::Key], ret: Ret::MapValueOrNull },
+        helper_id::MAP_UPDATE_ELEM => Proto { name: "map_update_elem", args: &[Arg::Map, Arg::Key, Arg::Value, Arg::Scalar], ret: Ret::Scalar },
+        helper_id::MAP_DELETE_ELEM => Proto { name: "map_delete_elem", args: &[Arg::Map, Arg::Key], ret: Ret::Scalar },
         helper_id::KTIME_GET_NS => Proto { name: "ktime_get_ns", args: &[], ret: Ret::Scalar },
-        helper_id::TRACE_PRINTK => Proto {
-            name: "trace_printk",
-            args: &[Arg::Mem, Arg::ConstSize, Arg::OptScalar, Arg::OptScalar, Arg::OptScalar],
-            ret: Ret::Scalar,
-        },
+        helper_id::TRACE_PRINTK => Proto { name: "trace_printk", args: &[Arg::Mem, Arg::ConstSize, Arg::OptScalar, Arg::OptScalar, Arg::OptScalar], ret: Ret::Scalar },
         _ => return None,
     })
 }

@@ -87,9 +87,7 @@ pub fn load(env: &Env, st: &State, insn: usize, reg: u8, off: i16, size: u32, sx
     match p.kind {
         PtrKind::Ctx => {
             let o = const_off(insn, reg, &p, off)?;
-            let f = ctx::field(o, size, false)
-                .filter(|_| !sx)
-                .ok_or(VerifyError::CtxAccess { insn, off: o, size, write: false })?;
+            let f = ctx::field(o, size, false).filter(|_| !sx).ok_or(VerifyError::CtxAccess { insn, off: o, size, write: false })?;
             Ok(ctx::load(f))
         }
         PtrKind::Stack if p.var.as_const().is_none() => {
@@ -122,15 +120,7 @@ pub fn load(env: &Env, st: &State, insn: usize, reg: u8, off: i16, size: u32, sx
 }
 
 /// `*(size *)(reg + off) = value`: checks the access and records it.
-pub fn store(
-    env: &Env,
-    st: &mut State,
-    insn: usize,
-    reg: u8,
-    off: i16,
-    size: u32,
-    value: Reg,
-) -> Result<(), VerifyError> {
+pub fn store(env: &Env, st: &mut State, insn: usize, reg: u8, off: i16, size: u32, value: Reg) -> Result<(), VerifyError> {
     let p = base(st, insn, reg)?;
     let off = i64::from(off);
     let is_ptr = matches!(value, Reg::Ptr(_));
@@ -172,15 +162,7 @@ pub fn store(
 
 /// A helper reads `size` bytes at the pointer in `reg`: they must be in
 /// bounds, initialised, and (on the stack) hold no spilled pointer.
-pub fn helper_read(
-    env: &Env,
-    st: &State,
-    insn: usize,
-    reg: u8,
-    size: u32,
-    helper: &'static str,
-    expected: &'static str,
-) -> Result<(), VerifyError> {
+pub fn helper_read(env: &Env, st: &State, insn: usize, reg: u8, size: u32, helper: &'static str, expected: &'static str) -> Result<(), VerifyError> {
     let r = st.regs[usize::from(reg)];
     let p = match r {
         Reg::NotInit => return Err(VerifyError::UninitRegister { insn, reg }),

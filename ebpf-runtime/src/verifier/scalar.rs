@@ -40,29 +40,11 @@ pub struct Scalar {
 
 impl Scalar {
     pub fn unknown() -> Scalar {
-        Scalar {
-            umin: 0,
-            umax: u64::MAX,
-            smin: i64::MIN,
-            smax: i64::MAX,
-            tnum: Tnum::UNKNOWN,
-            lo32: 0,
-            hi32: u32::MAX,
-            id: 0,
-        }
+        Scalar { umin: 0, umax: u64::MAX, smin: i64::MIN, smax: i64::MAX, tnum: Tnum::UNKNOWN, lo32: 0, hi32: u32::MAX, id: 0 }
     }
 
     pub fn constant(v: u64) -> Scalar {
-        Scalar {
-            umin: v,
-            umax: v,
-            smin: v as i64,
-            smax: v as i64,
-            tnum: Tnum::constant(v),
-            lo32: 0,
-            hi32: u32::MAX,
-            id: 0,
-        }
+        Scalar { umin: v, umax: v, smin: v as i64, smax: v as i64, tnum: Tnum::constant(v), lo32: 0, hi32: u32::MAX, id: 0 }
     }
 
     /// Whether both hold exactly the same values (ids aside).
@@ -270,14 +252,12 @@ impl Scalar {
 
     /// Logical right shift by a constant below 64.
     pub fn rsh(&self, k: u32) -> Scalar {
-        Scalar { umin: self.umin >> k, umax: self.umax >> k, tnum: self.tnum.rshift(k), ..Scalar::unknown() }
-            .norm()
+        Scalar { umin: self.umin >> k, umax: self.umax >> k, tnum: self.tnum.rshift(k), ..Scalar::unknown() }.norm()
     }
 
     /// Arithmetic right shift by a constant below 64.
     pub fn arsh(&self, k: u32) -> Scalar {
-        Scalar { smin: self.smin >> k, smax: self.smax >> k, tnum: self.tnum.arshift(k), ..Scalar::unknown() }
-            .norm()
+        Scalar { smin: self.smin >> k, smax: self.smax >> k, tnum: self.tnum.arshift(k), ..Scalar::unknown() }.norm()
     }
 
     /// Unsigned division as rbpf defines it: x / 0 = 0.

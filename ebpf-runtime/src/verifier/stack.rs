@@ -26,7 +26,12 @@ pub enum Slot {
     Spill(Reg),
     /// Plain bytes where `size` bytes at byte `at` hold `value` (which fits
     /// in them, so a zero-extending load of that field gives it back).
-    Narrow { bytes: [Byte; 8], at: u8, size: u8, value: Scalar },
+    Narrow {
+        bytes: [Byte; 8],
+        at: u8,
+        size: u8,
+        value: Scalar,
+    },
 }
 
 impl Slot {

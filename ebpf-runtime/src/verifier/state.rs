@@ -138,9 +138,7 @@ impl State {
 
     /// Bytes this state occupies: inline size plus owned heap buffers.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<State>()
-            + self.stack.heap_bytes()
-            + self.frames.iter().map(|f| std::mem::size_of_val(f) + f.stack.heap_bytes()).sum::<usize>()
+        std::mem::size_of::<State>() + self.stack.heap_bytes() + self.frames.iter().map(|f| std::mem::size_of_val(f) + f.stack.heap_bytes()).sum::<usize>()
     }
 
     /// Whether `self` (explored, proven safe) covers `new`.
@@ -157,11 +155,7 @@ impl State {
             return false;
         }
         let mut ids = IdMap::default();
-        self.regs
-            .iter()
-            .zip(new.regs.iter())
-            .enumerate()
-            .all(|(r, (o, n))| live & (1 << r) == 0 || reg_subsumes(o, n, &mut ids))
+        self.regs.iter().zip(new.regs.iter()).enumerate().all(|(r, (o, n))| live & (1 << r) == 0 || reg_subsumes(o, n, &mut ids))
             && self.stack.zip(&new.stack).all(|(o, n)| slot_subsumes(&o, &n, &mut ids))
             && self.facts.iter().all(|f| match (ids.get(f.a), ids.get(f.b)) {
                 (Some(a), Some(b)) => new.holds(a, f.cmp, b) == Some(true),
@@ -260,12 +254,7 @@ fn reg_subsumes(old: &Reg, new: &Reg, ids: &mut IdMap) -> bool {
         (Reg::NotInit, Reg::NotInit) => true,
         (Reg::NotInit, _) => false,
         (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b) && ids.check(a.id, b.id),
-        (Reg::Ptr(p), Reg::Ptr(q)) => {
-            p.kind == q.kind
-                && p.off == q.off
-                && p.var.contains(&q.var)
-                && (!matches!(p.kind, PtrKind::MapValueOrNull(_)) || ids.check(p.id, q.id))
-        }
+        (Reg::Ptr(p), Reg::Ptr(q)) => p.kind == q.kind && p.off == q.off && p.var.contains(&q.var) && (!matches!(p.kind, PtrKind::MapValueOrNull(_)) || ids.check(p.id, q.id)),
         _ => false,
     }
 }
@@ -274,32 +263,20 @@ fn slot_subsumes(old: &Slot, new: &Slot, ids: &mut IdMap) -> bool {
     let bytes_cover = |ob: [Byte; 8], nb: [Byte; 8]| ob.iter().zip(nb.iter()).all(|(o, n)| *o == Byte::Invalid || *n == Byte::Misc);
     match (old, new) {
         (Slot::Spill(o), Slot::Spill(n)) => reg_subsumes(o, n, ids),
-        (Slot::Spill(Reg::Scalar(s)), n) => {
-            s.id == 0
-                && s.same_set(&Scalar::unknown())
-                && n.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Misc))
-        }
+        (Slot::Spill(Reg::Scalar(s)), n) => s.id == 0 && s.same_set(&Scalar::unknown()) && n.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Misc)),
         (Slot::Spill(_), _) => false,
         (o, Slot::Spill(n)) => {
             // A spilled scalar reads like plain bytes, except an old narrow
             // field would have read back a narrower value.
             let narrow_precise = matches!(o, Slot::Narrow { size, value, .. }
                 if value.id != 0 || !value.same_set(&Scalar::bits(u32::from(*size) * 8)));
-            o.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Invalid))
-                || (matches!(n, Reg::Scalar(_)) && !narrow_precise)
+            o.as_bytes().is_some_and(|b| b.iter().all(|x| *x == Byte::Invalid)) || (matches!(n, Reg::Scalar(_)) && !narrow_precise)
         }
-        (
-            Slot::Narrow { bytes: ob, at: oa, size: os, value: ov },
-            Slot::Narrow { bytes: nb, at: na, size: ns, value: nv },
-        ) if oa == na && os == ns => {
-            ov.contains(nv)
-                && ids.check(ov.id, nv.id)
-                && bytes_cover(*ob, *nb) && old.as_bytes().zip(new.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
+        (Slot::Narrow { bytes: ob, at: oa, size: os, value: ov }, Slot::Narrow { bytes: nb, at: na, size: ns, value: nv }) if oa == na && os == ns => {
+            ov.contains(nv) && ids.check(ov.id, nv.id) && bytes_cover(*ob, *nb) && old.as_bytes().zip(new.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
         }
         (Slot::Narrow { size, value, .. }, n) => {
-            value.id == 0
-                && value.same_set(&Scalar::bits(u32::from(*size) * 8))
-                && old.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
+            value.id == 0 && value.same_set(&Scalar::bits(u32::from(*size) * 8)) && old.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n))
         }
         (o, n) => o.as_bytes().zip(n.as_bytes()).is_some_and(|(o, n)| bytes_cover(o, n)),
     }

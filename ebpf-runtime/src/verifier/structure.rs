@@ -65,10 +65,7 @@ pub fn check(prog: &[Insn], env: &Env) -> Result<Cfg, VerifyError> {
             [None, None]
         } else if is_jmp && op != JMP_CALL {
             let target = i64::try_from(pc).unwrap_or(i64::MAX) + 1 + jump_offset(ins);
-            let t = usize::try_from(target)
-                .ok()
-                .filter(|t| *t < len)
-                .ok_or(VerifyError::JumpOutOfRange { insn: pc, target })?;
+            let t = usize::try_from(target).ok().filter(|t| *t < len).ok_or(VerifyError::JumpOutOfRange { insn: pc, target })?;
             if second[t] {
                 return Err(VerifyError::JumpIntoLddw { insn: pc, target: t });
             }
@@ -271,10 +268,7 @@ fn check_lddw(prog: &[Insn], pc: usize, env: &Env) -> Result<(), VerifyError> {
     match ins.src {
         0 => Ok(()),
         PSEUDO_MAP_IDX | PSEUDO_MAP_IDX_VALUE => {
-            let map = usize::try_from(ins.imm)
-                .ok()
-                .filter(|i| *i < env.maps.len())
-                .ok_or(VerifyError::InvalidMapIndex { insn: pc, index: ins.imm, count: env.maps.len() })?;
+            let map = usize::try_from(ins.imm).ok().filter(|i| *i < env.maps.len()).ok_or(VerifyError::InvalidMapIndex { insn: pc, index: ins.imm, count: env.maps.len() })?;
             if ins.src == PSEUDO_MAP_IDX_VALUE {
                 let size = env.maps[map].value_size;
                 let offset = i64::from(next.imm);

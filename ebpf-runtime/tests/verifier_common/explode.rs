@@ -2,11 +2,7 @@
 //! walk blow up, shared by the caps tests and the differential fuzzer.
 //! Every generator is deterministic from its seed and stays within the
 //! 4096-slot program limit.
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss
-)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 
 use super::*;
 use ebpf_runtime::insn::*;
@@ -33,10 +29,7 @@ impl Rng {
 /// r6 = ctx, r7 = data block, r8 = scratch; `spills` stack slots filled with
 /// spilled scalars (fatter states make every copy and compare dearer).
 fn prologue(spills: i64) -> Asm {
-    let mut a = Asm::new()
-        .movr(R6, R1)
-        .ldx(DW, R7, R6, 0)
-        .ldx(DW, R8, R6, 272);
+    let mut a = Asm::new().movr(R6, R1).ldx(DW, R7, R6, 0).ldx(DW, R8, R6, 272);
     for i in 1..=spills {
         a = a.st(DW, R10, (-8 * i) as i16, i as i32);
     }
@@ -54,11 +47,7 @@ pub fn branch_fan(rng: &mut Rng) -> Vec<Insn> {
         let l = format!("f{i}");
         let off = (i % 4000) as i16;
         let bit = 1i32 << (i % 31);
-        a = a
-            .ldx(B, R2, R7, off)
-            .jmp(JMP_JEQ, R2, rng.range(0, 255) as i32, &l)
-            .alu(ALU_XOR, R9, bit)
-            .label(&l);
+        a = a.ldx(B, R2, R7, off).jmp(JMP_JEQ, R2, rng.range(0, 255) as i32, &l).alu(ALU_XOR, R9, bit).label(&l);
         if rng.below(3) == 0 {
             a = a.alu(ALU_ADD, R0, 1);
         }

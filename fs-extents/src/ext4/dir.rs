@@ -12,19 +12,8 @@ pub const NAME_MAX_BYTES: usize = 255;
 const ENTRY_HEADER_BYTES: usize = 8;
 
 /// Finds `name` in one directory block; returns its inode number.
-pub fn find_in_block(
-    block: &[u8],
-    name: &[u8],
-    has_filetype: bool,
-    dir_ino: u32,
-    block_index: u64,
-) -> Result<Option<u32>, Ext4Error> {
-    let bad = |offset: usize, why: &'static str| Ext4Error::BadDirEntry {
-        dir_ino,
-        block_index,
-        offset,
-        why,
-    };
+pub fn find_in_block(block: &[u8], name: &[u8], has_filetype: bool, dir_ino: u32, block_index: u64) -> Result<Option<u32>, Ext4Error> {
+    let bad = |offset: usize, why: &'static str| Ext4Error::BadDirEntry { dir_ino, block_index, offset, why };
     let mut off = 0usize;
     while off < block.len() {
         if block.len() - off < ENTRY_HEADER_BYTES {
@@ -36,11 +25,7 @@ pub fn find_in_block(
         if block.len() == 65536 && (rec_len == 0 || rec_len == 65535) {
             rec_len = 65536;
         }
-        let name_len = if has_filetype {
-            usize::from(block[off + 6])
-        } else {
-            usize::from(le16(block, off + 6))
-        };
+        let name_len = if has_filetype { usize::from(block[off + 6]) } else { usize::from(le16(block, off + 6)) };
         if rec_len < ENTRY_HEADER_BYTES || rec_len % 4 != 0 || rec_len > block.len() - off {
             return Err(bad(off, "record length out of bounds"));
         }
@@ -75,10 +60,7 @@ mod tests {
         let mut b = entry(0, 12, b"gone");
         b.extend(entry(12, 16, b"data.bin"));
         b.extend(entry(13, 1024 - 28, b"x"));
-        assert_eq!(
-            find_in_block(&b, b"data.bin", true, 2, 0).expect("valid"),
-            Some(12)
-        );
+        assert_eq!(find_in_block(&b, b"data.bin", true, 2, 0).expect("valid"), Some(12));
         assert_eq!(find_in_block(&b, b"gone", true, 2, 0).expect("valid"), None);
         assert_eq!(find_in_block(&b, b"y", true, 2, 0).expect("valid"), None);
     }
@@ -89,21 +71,12 @@ mod tests {
         b.extend(entry(13, 1024 - 16, b"b"));
         let mut zero_len = b.clone();
         zero_len[4] = 0;
-        assert!(matches!(
-            find_in_block(&zero_len, b"b", true, 2, 0),
-            Err(Ext4Error::BadDirEntry { .. })
-        ));
+        assert!(matches!(find_in_block(&zero_len, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
         let mut long_name = b.clone();
         long_name[6] = 200;
-        assert!(matches!(
-            find_in_block(&long_name, b"b", true, 2, 0),
-            Err(Ext4Error::BadDirEntry { .. })
-        ));
+        assert!(matches!(find_in_block(&long_name, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
         let mut past_end = b;
         past_end[16 + 5] = 0x08; // rec_len 0x800 > what is left
-        assert!(matches!(
-            find_in_block(&past_end, b"b", true, 2, 0),
-            Err(Ext4Error::BadDirEntry { .. })
-        ));
+        assert!(matches!(find_in_block(&past_end, b"b", true, 2, 0), Err(Ext4Error::BadDirEntry { .. })));
     }
 }

@@ -46,20 +46,8 @@ struct Walk<'a, R: ?Sized> {
 }
 
 /// Reads all extents of an inode whose `i_block` holds an extent tree root.
-pub fn read_extents<R: ReadAt + ?Sized>(
-    src: &R,
-    sb: &Superblock,
-    ino: u32,
-    root: &[u8; 60],
-) -> Result<Vec<RawExtent>, Ext4Error> {
-    let mut w = Walk {
-        src,
-        sb,
-        ino,
-        nodes: 0,
-        next_logical: 0,
-        out: Vec::new(),
-    };
+pub fn read_extents<R: ReadAt + ?Sized>(src: &R, sb: &Superblock, ino: u32, root: &[u8; 60]) -> Result<Vec<RawExtent>, Ext4Error> {
+    let mut w = Walk { src, sb, ino, nodes: 0, next_logical: 0, out: Vec::new() };
     w.node(root, None, 0, u64::from(u32::MAX) + 1)?;
     Ok(w.out)
 }
@@ -87,8 +75,7 @@ impl<R: ReadAt + ?Sized> Walk<'_, R> {
         if d > 0 && entries == 0 {
             return Err(self.bad("empty index node"));
         }
-        let entry =
-            |i: usize| &b[HEADER_BYTES + i * ENTRY_BYTES..HEADER_BYTES + (i + 1) * ENTRY_BYTES];
+        let entry = |i: usize| &b[HEADER_BYTES + i * ENTRY_BYTES..HEADER_BYTES + (i + 1) * ENTRY_BYTES];
         if d == 0 {
             for i in 0..entries {
                 self.leaf_entry(entry(i), lo, hi)?;
@@ -99,11 +86,7 @@ impl<R: ReadAt + ?Sized> Walk<'_, R> {
             let e = entry(i);
             let key = u64::from(le32(e, 0));
             let child = u64::from(le32(e, 4)) | (u64::from(le16(e, 8)) << 32);
-            let next_key = if i + 1 < entries {
-                u64::from(le32(entry(i + 1), 0))
-            } else {
-                hi
-            };
+            let next_key = if i + 1 < entries { u64::from(le32(entry(i + 1), 0)) } else { hi };
             if key < lo || key >= next_key || next_key > hi {
                 return Err(self.bad("index keys out of order"));
             }
@@ -115,12 +98,7 @@ impl<R: ReadAt + ?Sized> Walk<'_, R> {
                 return Err(self.bad("too many tree nodes"));
             }
             let mut block = vec![0u8; usize::try_from(self.sb.block_size).unwrap_or(65536)];
-            read(
-                self.src,
-                &mut block,
-                child * self.sb.block_size,
-                "extent tree node",
-            )?;
+            read(self.src, &mut block, child * self.sb.block_size, "extent tree node")?;
             self.node(&block, Some(d - 1), key, next_key)?;
         }
         Ok(())
@@ -130,11 +108,7 @@ impl<R: ReadAt + ?Sized> Walk<'_, R> {
         let logical = le32(e, 0);
         let raw_len = le16(e, 4);
         let physical = u64::from(le32(e, 8)) | (u64::from(le16(e, 6)) << 32);
-        let (len, unwritten) = if raw_len > INIT_MAX_LEN {
-            (raw_len - INIT_MAX_LEN, true)
-        } else {
-            (raw_len, false)
-        };
+        let (len, unwritten) = if raw_len > INIT_MAX_LEN { (raw_len - INIT_MAX_LEN, true) } else { (raw_len, false) };
         if len == 0 {
             return Err(self.bad("extent of length 0"));
         }
@@ -143,26 +117,14 @@ impl<R: ReadAt + ?Sized> Walk<'_, R> {
         if start < lo.max(self.next_logical) || end > hi {
             return Err(self.bad("extents overlap or out of order"));
         }
-        if physical <= u64::from(self.sb.first_data_block)
-            || physical
-                .checked_add(u64::from(len))
-                .is_none_or(|p| p > self.sb.blocks_count)
-        {
+        if physical <= u64::from(self.sb.first_data_block) || physical.checked_add(u64::from(len)).is_none_or(|p| p > self.sb.blocks_count) {
             return Err(self.bad("extent points outside the file system"));
         }
         if self.out.len() >= EXTENTS_MAX {
-            return Err(Ext4Error::TooManyExtents {
-                ino: self.ino,
-                max: EXTENTS_MAX,
-            });
+            return Err(Ext4Error::TooManyExtents { ino: self.ino, max: EXTENTS_MAX });
         }
         self.next_logical = end;
-        self.out.push(RawExtent {
-            logical,
-            physical,
-            len: u32::from(len),
-            unwritten,
-        });
+        self.out.push(RawExtent { logical, physical, len: u32::from(len), unwritten });
         Ok(())
     }
 }

@@ -65,26 +65,14 @@ impl Inode {
 
     /// The stamp that tells whether the file may have changed.
     pub fn stamp(&self) -> ChangeStamp {
-        ChangeStamp {
-            size: self.size,
-            ctime_sec: self.ctime_sec,
-            ctime_nsec: self.ctime_nsec,
-            generation: Some(self.generation),
-        }
+        ChangeStamp { size: self.size, ctime_sec: self.ctime_sec, ctime_nsec: self.ctime_nsec, generation: Some(self.generation) }
     }
 }
 
 /// Byte offset of inode `ino`'s record on the file system.
-pub fn inode_offset<R: ReadAt + ?Sized>(
-    src: &R,
-    sb: &Superblock,
-    ino: u32,
-) -> Result<u64, Ext4Error> {
+pub fn inode_offset<R: ReadAt + ?Sized>(src: &R, sb: &Superblock, ino: u32) -> Result<u64, Ext4Error> {
     if ino == 0 || ino > sb.inodes_count {
-        return Err(Ext4Error::InodeOutOfRange {
-            ino,
-            count: sb.inodes_count,
-        });
+        return Err(Ext4Error::InodeOutOfRange { ino, count: sb.inodes_count });
     }
     let group = u64::from((ino - 1) / sb.inodes_per_group);
     let index = u64::from((ino - 1) % sb.inodes_per_group);
@@ -94,45 +82,25 @@ pub fn inode_offset<R: ReadAt + ?Sized>(
 }
 
 /// Block number of group `group`'s inode table, checked to lie inside the file system.
-fn inode_table_block<R: ReadAt + ?Sized>(
-    src: &R,
-    sb: &Superblock,
-    group: u64,
-) -> Result<u64, Ext4Error> {
+fn inode_table_block<R: ReadAt + ?Sized>(src: &R, sb: &Superblock, group: u64) -> Result<u64, Ext4Error> {
     let gdt_block = u64::from(sb.first_data_block) + 1;
     let offset = gdt_block * sb.block_size + group * u64::from(sb.desc_size);
     let mut d = [0u8; 64];
     let len = if sb.desc_size >= 64 { 64 } else { 32 };
     read(src, &mut d[..len], offset, "group descriptor")?;
     let lo = u64::from(le32(&d, 0x8));
-    let hi = if sb.has_incompat(incompat::BIT64) && sb.desc_size >= 64 {
-        u64::from(le32(&d, 0x28))
-    } else {
-        0
-    };
+    let hi = if sb.has_incompat(incompat::BIT64) && sb.desc_size >= 64 { u64::from(le32(&d, 0x28)) } else { 0 };
     let table = lo | (hi << 32);
     let table_bytes = u64::from(sb.inodes_per_group) * u64::from(sb.inode_size);
     let table_blocks = table_bytes.div_ceil(sb.block_size);
-    if table == 0
-        || table
-            .checked_add(table_blocks)
-            .is_none_or(|end| end > sb.blocks_count)
-    {
-        return Err(Ext4Error::BadGroupDescriptor {
-            group,
-            inode_table: table,
-            blocks_count: sb.blocks_count,
-        });
+    if table == 0 || table.checked_add(table_blocks).is_none_or(|end| end > sb.blocks_count) {
+        return Err(Ext4Error::BadGroupDescriptor { group, inode_table: table, blocks_count: sb.blocks_count });
     }
     Ok(table)
 }
 
 /// Reads inode `ino`.
-pub fn read_inode<R: ReadAt + ?Sized>(
-    src: &R,
-    sb: &Superblock,
-    ino: u32,
-) -> Result<Inode, Ext4Error> {
+pub fn read_inode<R: ReadAt + ?Sized>(src: &R, sb: &Superblock, ino: u32) -> Result<Inode, Ext4Error> {
     let offset = inode_offset(src, sb, ino)?;
     let mut b = [0u8; 256];
     let len = usize::try_from(sb.inode_size).unwrap_or(256).min(256);
@@ -148,14 +116,5 @@ pub fn read_inode<R: ReadAt + ?Sized>(
     }
     let mut block = [0u8; I_BLOCK_BYTES];
     block.copy_from_slice(&b[0x28..0x28 + I_BLOCK_BYTES]);
-    Ok(Inode {
-        ino,
-        mode: le16(&b, 0x0),
-        size,
-        flags: le32(&b, 0x20),
-        generation: le32(&b, 0x64),
-        ctime_sec,
-        ctime_nsec,
-        block,
-    })
+    Ok(Inode { ino, mode: le16(&b, 0x0), size, flags: le32(&b, 0x20), generation: le32(&b, 0x64), ctime_sec, ctime_nsec, block })
 }

@@ -140,9 +140,7 @@ pub enum Ext4Error {
         max: usize,
     },
     /// A directory entry is corrupt.
-    #[error(
-        "corrupt entry in directory inode {dir_ino}, block {block_index}, byte {offset}: {why}"
-    )]
+    #[error("corrupt entry in directory inode {dir_ino}, block {block_index}, byte {offset}: {why}")]
     BadDirEntry {
         /// The directory.
         dir_ino: u32,
@@ -154,9 +152,7 @@ pub enum Ext4Error {
         why: &'static str,
     },
     /// A directory has a hole.
-    #[error(
-        "directory inode {dir_ino} has a hole at block {block_index}; the file system is corrupt"
-    )]
+    #[error("directory inode {dir_ino} has a hole at block {block_index}; the file system is corrupt")]
     DirHole {
         /// The directory.
         dir_ino: u32,
@@ -203,21 +199,12 @@ pub enum Ext4Error {
     },
 }
 
-pub(crate) fn read<R: ReadAt + ?Sized>(
-    src: &R,
-    buf: &mut [u8],
-    offset: u64,
-    what: &'static str,
-) -> Result<(), Ext4Error> {
+pub(crate) fn read<R: ReadAt + ?Sized>(src: &R, buf: &mut [u8], offset: u64, what: &'static str) -> Result<(), Ext4Error> {
     src.read_exact_at(buf, offset).map_err(|source| {
         if source.kind() == io::ErrorKind::UnexpectedEof {
             Ext4Error::Truncated { what, offset }
         } else {
-            Ext4Error::Io {
-                what,
-                offset,
-                source,
-            }
+            Ext4Error::Io { what, offset, source }
         }
     })
 }
@@ -293,10 +280,7 @@ impl<R: ReadAt> Ext4<R> {
     pub fn extent_map(&self, ino: u32) -> Result<ExtentMap, Ext4Error> {
         let inode = self.inode(ino)?;
         if !inode.is_regular() {
-            return Err(Ext4Error::NotRegularFile {
-                ino,
-                mode: inode.mode,
-            });
+            return Err(Ext4Error::NotRegularFile { ino, mode: inode.mode });
         }
         self.map_of(&inode)
     }
@@ -311,24 +295,16 @@ impl<R: ReadAt> Ext4<R> {
             .into_iter()
             .map(|r| {
                 // Cannot overflow for the logical side: a u32 block times at most 64 KiB.
-                let physical = (r.physical * bs).checked_add(base).ok_or(Ext4Error::Map {
-                    ino,
-                    source: overflow.clone(),
-                })?;
+                let physical = (r.physical * bs).checked_add(base).ok_or(Ext4Error::Map { ino, source: overflow.clone() })?;
                 Ok(Extent {
                     logical: FileOffset(u64::from(r.logical) * bs),
                     physical: DevOffset(physical),
                     len: u64::from(r.len) * bs,
-                    kind: if r.unwritten {
-                        ExtentKind::Unwritten
-                    } else {
-                        ExtentKind::Written
-                    },
+                    kind: if r.unwritten { ExtentKind::Unwritten } else { ExtentKind::Written },
                 })
             })
             .collect::<Result<Vec<_>, Ext4Error>>()?;
-        ExtentMap::new(extents, inode.size, bs, inode.stamp())
-            .map_err(|source| Ext4Error::Map { ino, source })
+        ExtentMap::new(extents, inode.size, bs, inode.stamp()).map_err(|source| Ext4Error::Map { ino, source })
     }
 
     /// The change stamp of inode `ino` (size, change time, generation).
@@ -350,24 +326,14 @@ impl<R: ReadAt> Ext4<R> {
         let mut ino = ROOT_INO;
         let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         if components.len() > PATH_COMPONENTS_MAX {
-            return Err(Ext4Error::PathTooLong {
-                path: path.to_owned(),
-            });
+            return Err(Ext4Error::PathTooLong { path: path.to_owned() });
         }
         for component in components {
             let dir = self.inode(ino)?;
             if !dir.is_dir() {
-                return Err(Ext4Error::NotADirectory {
-                    path: path.to_owned(),
-                    component: component.to_owned(),
-                });
+                return Err(Ext4Error::NotADirectory { path: path.to_owned(), component: component.to_owned() });
             }
-            ino = self
-                .find_in_dir(&dir, component.as_bytes())?
-                .ok_or_else(|| Ext4Error::NotFound {
-                    path: path.to_owned(),
-                    component: component.to_owned(),
-                })?;
+            ino = self.find_in_dir(&dir, component.as_bytes())?.ok_or_else(|| Ext4Error::NotFound { path: path.to_owned(), component: component.to_owned() })?;
         }
         Ok(ino)
     }
@@ -392,15 +358,9 @@ impl<R: ReadAt> Ext4<R> {
         let blocks = dir.size.div_ceil(bs);
         for index in 0..blocks {
             let at = FileOffset(index * bs);
-            let seg = map.translate(at, bs).map_err(|_| Ext4Error::DirHole {
-                dir_ino: dir.ino,
-                block_index: index,
-            })?;
+            let seg = map.translate(at, bs).map_err(|_| Ext4Error::DirHole { dir_ino: dir.ino, block_index: index })?;
             let crate::map::Target::Device(dev) = seg.target else {
-                return Err(Ext4Error::DirHole {
-                    dir_ino: dir.ino,
-                    block_index: index,
-                });
+                return Err(Ext4Error::DirHole { dir_ino: dir.ino, block_index: index });
             };
             // Cannot fail: every device offset in `map` is `base` plus a block offset.
             let at_src = dev.checked_distance_from(self.base).unwrap_or(u64::MAX);

@@ -28,9 +28,7 @@ impl ReadAt for File {
 impl ReadAt for [u8] {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let end = start
-            .checked_add(buf.len())
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
         let src = self.get(start..end).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
@@ -78,10 +76,7 @@ impl<R: ReadAt> Window<R> {
 
 impl<R: ReadAt> ReadAt for Window<R> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let at = self
-            .start
-            .checked_add(offset)
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let at = self.start.checked_add(offset).ok_or(io::ErrorKind::UnexpectedEof)?;
         self.inner.read_exact_at(buf, at)
     }
 

@@ -41,17 +41,7 @@ pub mod incompat {
     /// Case-folded names (rejected per directory).
     pub const CASEFOLD: u32 = 0x20000;
     /// Everything this reader understands.
-    pub const SUPPORTED: u32 = FILETYPE
-        | EXTENTS
-        | BIT64
-        | MMP
-        | FLEX_BG
-        | EA_INODE
-        | CSUM_SEED
-        | LARGEDIR
-        | INLINE_DATA
-        | ENCRYPT
-        | CASEFOLD;
+    pub const SUPPORTED: u32 = FILETYPE | EXTENTS | BIT64 | MMP | FLEX_BG | EA_INODE | CSUM_SEED | LARGEDIR | INLINE_DATA | ENCRYPT | CASEFOLD;
 }
 
 /// The checked superblock fields.
@@ -102,25 +92,13 @@ impl Superblock {
         }
         let log_bs = le32(&b, 0x18);
         if log_bs > LOG_BLOCK_SIZE_MAX {
-            return Err(bad(
-                "s_log_block_size",
-                log_bs.into(),
-                "must be at most 6 (64 KiB blocks)",
-            ));
+            return Err(bad("s_log_block_size", log_bs.into(), "must be at most 6 (64 KiB blocks)"));
         }
         let block_size = 1024u64 << log_bs;
         let rev = le32(&b, 0x4C);
-        let inode_size = if rev == 0 {
-            128
-        } else {
-            u32::from(le16(&b, 0x58))
-        };
+        let inode_size = if rev == 0 { 128 } else { u32::from(le16(&b, 0x58)) };
         if inode_size < 128 || !inode_size.is_power_of_two() || u64::from(inode_size) > block_size {
-            return Err(bad(
-                "s_inode_size",
-                inode_size.into(),
-                "must be a power of two from 128 to the block size",
-            ));
+            return Err(bad("s_inode_size", inode_size.into(), "must be a power of two from 128 to the block size"));
         }
         let feature_incompat = le32(&b, 0x60);
         let unknown = feature_incompat & !incompat::SUPPORTED & !(if live { incompat::RECOVER } else { 0 });
@@ -133,29 +111,17 @@ impl Superblock {
         let desc_size = if feature_incompat & incompat::BIT64 != 0 {
             let d = u32::from(le16(&b, 0xFE));
             if d < 64 || !d.is_power_of_two() || d > 1024 {
-                return Err(bad(
-                    "s_desc_size",
-                    d.into(),
-                    "must be a power of two from 64 to 1024 with the 64bit feature",
-                ));
+                return Err(bad("s_desc_size", d.into(), "must be a power of two from 64 to 1024 with the 64bit feature"));
             }
             d
         } else {
             32
         };
-        let blocks_hi = if feature_incompat & incompat::BIT64 != 0 {
-            le32(&b, 0x150)
-        } else {
-            0
-        };
+        let blocks_hi = if feature_incompat & incompat::BIT64 != 0 { le32(&b, 0x150) } else { 0 };
         let blocks_count = u64::from(le32(&b, 0x4)) | (u64::from(blocks_hi) << 32);
         let first_data_block = le32(&b, 0x14);
         if u64::from(first_data_block) >= blocks_count {
-            return Err(bad(
-                "s_first_data_block",
-                first_data_block.into(),
-                "must be below s_blocks_count",
-            ));
+            return Err(bad("s_first_data_block", first_data_block.into(), "must be below s_blocks_count"));
         }
         let blocks_per_group = le32(&b, 0x20);
         if blocks_per_group == 0 {
@@ -163,37 +129,17 @@ impl Superblock {
         }
         let inodes_per_group = le32(&b, 0x28);
         if inodes_per_group == 0 || u64::from(inodes_per_group) > block_size * 8 {
-            return Err(bad(
-                "s_inodes_per_group",
-                inodes_per_group.into(),
-                "must be from 1 to 8 x block size",
-            ));
+            return Err(bad("s_inodes_per_group", inodes_per_group.into(), "must be from 1 to 8 x block size"));
         }
-        let group_count =
-            (blocks_count - u64::from(first_data_block)).div_ceil(u64::from(blocks_per_group));
+        let group_count = (blocks_count - u64::from(first_data_block)).div_ceil(u64::from(blocks_per_group));
         let inodes_count = le32(&b, 0x0);
         if u64::from(inodes_count) > group_count * u64::from(inodes_per_group) {
-            return Err(bad(
-                "s_inodes_count",
-                inodes_count.into(),
-                "exceeds groups x inodes per group",
-            ));
+            return Err(bad("s_inodes_count", inodes_count.into(), "exceeds groups x inodes per group"));
         }
-        let fs_bytes = blocks_count.checked_mul(block_size).ok_or(bad(
-            "s_blocks_count",
-            blocks_count,
-            "size in bytes overflows 64 bits",
-        ))?;
-        let dev_bytes = src.len_bytes().map_err(|source| Ext4Error::Io {
-            what: "device length",
-            offset: 0,
-            source,
-        })?;
+        let fs_bytes = blocks_count.checked_mul(block_size).ok_or(bad("s_blocks_count", blocks_count, "size in bytes overflows 64 bits"))?;
+        let dev_bytes = src.len_bytes().map_err(|source| Ext4Error::Io { what: "device length", offset: 0, source })?;
         if dev_bytes < fs_bytes {
-            return Err(Ext4Error::TruncatedImage {
-                fs_bytes,
-                dev_bytes,
-            });
+            return Err(Ext4Error::TruncatedImage { fs_bytes, dev_bytes });
         }
         Ok(Self {
             block_size,

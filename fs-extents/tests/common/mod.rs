@@ -15,11 +15,7 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "fs-extents-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let p = std::env::temp_dir().join(format!("fs-extents-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).expect("create temp dir");
         Self(p)
@@ -38,15 +34,8 @@ impl Drop for TempDir {
 
 /// Runs a command, panicking with its stderr if it fails.
 pub fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (install e2fsprogs/util-linux)"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e} (install e2fsprogs/util-linux)"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `mkfs.ext4 -F -q -b <bs> [opts] -d <src> <img> <size>`.
@@ -81,8 +70,7 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 pub fn write_sparse(path: &Path, blocks: u64, seed: u64) {
     let f = File::create(path).expect("create sparse file");
     for b in (0..blocks).step_by(2) {
-        f.write_all_at(&bytes(seed + b, 4096), b * 4096)
-            .expect("write");
+        f.write_all_at(&bytes(seed + b, 4096), b * 4096).expect("write");
     }
     f.set_len(blocks * 4096 + 100).expect("set_len");
 }
@@ -98,8 +86,7 @@ pub fn read_through_map(map: &ExtentMap, dev: &File) -> Vec<u8> {
         let seg = seg.expect("whole file translates");
         let mut buf = vec![0u8; usize::try_from(seg.len).expect("small test files")];
         if let Target::Device(d) = seg.target {
-            dev.read_exact_at(&mut buf, d.0)
-                .expect("read device at translated offset");
+            dev.read_exact_at(&mut buf, d.0).expect("read device at translated offset");
         }
         out.extend_from_slice(&buf);
     }
@@ -118,29 +105,15 @@ impl Mount {
     /// Mounts with `-o <options>` (which must set up the loop device).
     pub fn try_with_options(img: &Path, dir: &Path, options: &str) -> Result<Self, String> {
         // mount needs root: say so instead of failing.
-        let uid = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
-        });
+        let uid =
+            fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned()));
         if uid.as_deref() != Some("0") {
             return Err("not root".into());
         }
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args([
-                "-o",
-                options,
-                img.to_str().expect("utf-8"),
-                dir.to_str().expect("utf-8"),
-            ])
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
+        let out = Command::new("mount").args(["-o", options, img.to_str().expect("utf-8"), dir.to_str().expect("utf-8")]).output().map_err(|e| format!("mount: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "mount -o loop failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("mount -o loop failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
         Ok(Self(dir.to_owned()))
     }
@@ -152,11 +125,7 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let ok = Command::new("umount").arg(&self.0).status().map(|s| s.success()).unwrap_or(false);
         if !ok {
             eprintln!("warning: umount {} failed", self.0.display());
         }

@@ -30,18 +30,8 @@ pub fn corpus(dir: &Path) -> Corpus {
         std::os::unix::fs::FileExt::write_all_at(&f, &[1u8; 4096], b * 4096).expect("write");
     }
     let img = dir.join("fuzz.img");
-    let out = Command::new("mkfs.ext4")
-        .args(["-F", "-q", "-b", "4096", "-d"])
-        .arg(&src)
-        .arg(&img)
-        .arg("8M")
-        .output()
-        .expect("mkfs.ext4 (install e2fsprogs)");
-    assert!(
-        out.status.success(),
-        "mkfs.ext4: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("mkfs.ext4").args(["-F", "-q", "-b", "4096", "-d"]).arg(&src).arg(&img).arg("8M").output().expect("mkfs.ext4 (install e2fsprogs)");
+    assert!(out.status.success(), "mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
     let image = fs::read(&img).expect("read image");
     let mut regions = vec![(1024, 2048), (4096, 4096 + 256)];
     let fs = Ext4::open(&image).expect("pristine image parses");
@@ -62,20 +52,10 @@ pub fn corpus(dir: &Path) -> Corpus {
                 blocks.push(usize::try_from(e.physical.0).expect("small") / bs);
             }
         } else if inode.is_dir() {
-            blocks.push(
-                usize::try_from(u32::from_le_bytes(
-                    inode.block[20..24].try_into().expect("4 bytes"),
-                ))
-                .expect("small"),
-            );
+            blocks.push(usize::try_from(u32::from_le_bytes(inode.block[20..24].try_into().expect("4 bytes"))).expect("small"));
         }
         if u16::from_le_bytes([inode.block[6], inode.block[7]]) > 0 {
-            blocks.push(
-                usize::try_from(u32::from_le_bytes(
-                    inode.block[16..20].try_into().expect("4 bytes"),
-                ))
-                .expect("small"),
-            );
+            blocks.push(usize::try_from(u32::from_le_bytes(inode.block[16..20].try_into().expect("4 bytes"))).expect("small"));
         }
         for b in blocks {
             if (b + 1) * bs <= image.len() {
@@ -131,10 +111,7 @@ pub fn exercise(image: &[u8], stats: &mut Stats) {
                 for off in [0, limit / 3, limit.saturating_sub(1), limit, u64::MAX - 1] {
                     let _ = map.translate(FileOffset(off), 4096);
                 }
-                let n = map
-                    .segments(FileOffset(0), limit.max(1))
-                    .take(10_000)
-                    .count();
+                let n = map.segments(FileOffset(0), limit.max(1)).take(10_000).count();
                 assert!(n > 0);
             }
             Err(e) => {
@@ -166,11 +143,7 @@ pub fn one(corpus: &mut Corpus, rng: &mut Rng, stats: &mut Stats) {
             corpus.image[at + i] = value.to_le_bytes()[i];
         }
     }
-    let len = if rng.below(20) == 0 {
-        rng.below(corpus.image.len())
-    } else {
-        corpus.image.len()
-    };
+    let len = if rng.below(20) == 0 { rng.below(corpus.image.len()) } else { corpus.image.len() };
     exercise(&corpus.image[..len], stats);
     for (at, old) in undo.into_iter().rev() {
         corpus.image[at] = old;

@@ -110,12 +110,7 @@ impl DmaPool {
 
     fn build(opts: PoolOptions, mapper: Option<Arc<dyn ChunkMapper>>) -> DmaPool {
         DmaPool {
-            inner: Arc::new(PoolInner {
-                chunks: RwLock::new(Vec::new()),
-                carve: Mutex::new(Carve { chunk: None, next: 0, free: Default::default(), mapped: 0 }),
-                opts,
-                mapper,
-            }),
+            inner: Arc::new(PoolInner { chunks: RwLock::new(Vec::new()), carve: Mutex::new(Carve { chunk: None, next: 0, free: Default::default(), mapped: 0 }), opts, mapper }),
         }
     }
 
@@ -140,42 +135,47 @@ impl DmaPool {
         let class = class_of(len);
         let size = PAGE_SIZE << class;
         let mut carve = self.inner.carve.lock().unwrap_or_else(|p| p.into_inner());
-        let host = if let Some(h) = carve.free[class].pop() {
-            h
-        } else {
-            let need_new = match carve.chunk {
-                None => true,
-                Some(_) => carve.next + size > HUGEPAGE_SIZE,
-            };
-            if need_new {
-                if carve.mapped + HUGEPAGE_SIZE > self.inner.opts.limit_bytes {
-                    return Err(DmaError::Exhausted { limit: self.inner.opts.limit_bytes });
-                }
-                let map = Mapping::new(HUGEPAGE_SIZE, self.inner.opts.allow_fallback).map_err(|e| {
-                    if self.inner.opts.allow_fallback { DmaError::Map(e) } else { DmaError::NoHugepages }
-                })?;
-                if !map.hugepages && !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
-                    eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve 2 MiB hugepages as root to avoid it)");
-                }
-                // The emulated device sees host virtual addresses; PCIe
-                // transports assign the device address through their mapper.
-                let iova = match &self.inner.mapper {
-                    Some(m) => m.map_chunk(map.as_ptr(), map.len(), map.hugepages).map_err(DmaError::DeviceMap)?,
-                    None => Iova(map.as_ptr() as u64),
+        let host =
+            if let Some(h) = carve.free[class].pop() {
+                h
+            } else {
+                let need_new = match carve.chunk {
+                    None => true,
+                    Some(_) => carve.next + size > HUGEPAGE_SIZE,
                 };
-                let mut chunks = self.inner.chunks.write().unwrap_or_else(|p| p.into_inner());
-                chunks.push(Chunk { map, iova });
-                carve.chunk = Some(chunks.len() - 1);
-                carve.next = 0;
-                carve.mapped += HUGEPAGE_SIZE;
-            }
-            let chunks = self.inner.chunks.read().unwrap_or_else(|p| p.into_inner());
-            // `carve.chunk` is Some here: set above when it was None.
-            let idx = carve.chunk.unwrap_or(0);
-            let h = chunks[idx].map.as_ptr() as usize + carve.next;
-            carve.next += size;
-            h
-        };
+                if need_new {
+                    if carve.mapped + HUGEPAGE_SIZE > self.inner.opts.limit_bytes {
+                        return Err(DmaError::Exhausted { limit: self.inner.opts.limit_bytes });
+                    }
+                    let map = Mapping::new(HUGEPAGE_SIZE, self.inner.opts.allow_fallback).map_err(|e| {
+                        if self.inner.opts.allow_fallback {
+                            DmaError::Map(e)
+                        } else {
+                            DmaError::NoHugepages
+                        }
+                    })?;
+                    if !map.hugepages && !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
+                        eprintln!("warning: no 2 MiB hugepages free; DMA memory falls back to ordinary locked pages (reserve 2 MiB hugepages as root to avoid it)");
+                    }
+                    // The emulated device sees host virtual addresses; PCIe
+                    // transports assign the device address through their mapper.
+                    let iova = match &self.inner.mapper {
+                        Some(m) => m.map_chunk(map.as_ptr(), map.len(), map.hugepages).map_err(DmaError::DeviceMap)?,
+                        None => Iova(map.as_ptr() as u64),
+                    };
+                    let mut chunks = self.inner.chunks.write().unwrap_or_else(|p| p.into_inner());
+                    chunks.push(Chunk { map, iova });
+                    carve.chunk = Some(chunks.len() - 1);
+                    carve.next = 0;
+                    carve.mapped += HUGEPAGE_SIZE;
+                }
+                let chunks = self.inner.chunks.read().unwrap_or_else(|p| p.into_inner());
+                // `carve.chunk` is Some here: set above when it was None.
+                let idx = carve.chunk.unwrap_or(0);
+                let h = chunks[idx].map.as_ptr() as usize + carve.next;
+                carve.next += size;
+                h
+            };
         drop(carve);
         let iova = self.iova_of(host).expect("a carved buffer lies in a chunk");
         Ok(DmaBuf {

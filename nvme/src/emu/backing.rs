@@ -1,12 +1,12 @@
 //! Where the emulated namespace keeps its blocks: memory, or a file (with
 //! O_DIRECT where the file system allows it).
 
+use crate::dma::mmap::PrivateMemory;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use crate::dma::mmap::PrivateMemory;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 /// Alignment O_DIRECT transfers keep to (offset, length and buffer).

@@ -34,7 +34,11 @@ impl Latency {
         let num = t.trim_end_matches("us");
         match num.parse::<f64>() {
             Ok(us) if us.is_finite() && (0.0..=1e7).contains(&us) => {
-                if us == 0.0 { Ok(Latency::None) } else { Ok(Latency::Fixed(Duration::from_secs_f64(us / 1e6))) }
+                if us == 0.0 {
+                    Ok(Latency::None)
+                } else {
+                    Ok(Latency::Fixed(Duration::from_secs_f64(us / 1e6)))
+                }
             }
             _ => Err(format!("device latency {s:?}: expected none, optane, nand, or microseconds such as 3.2")),
         }

@@ -8,13 +8,7 @@ use crate::spec::Status;
 
 /// Calls `seg(iova, len, offset_in_transfer)` for each segment of a transfer
 /// of `len` bytes described by `prp1`/`prp2`.
-pub fn walk(
-    mem: &DeviceMemory,
-    prp1: u64,
-    prp2: u64,
-    len: u64,
-    mut seg: impl FnMut(Iova, usize, u64) -> Result<(), Status>,
-) -> Result<(), Status> {
+pub fn walk(mem: &DeviceMemory, prp1: u64, prp2: u64, len: u64, mut seg: impl FnMut(Iova, usize, u64) -> Result<(), Status>) -> Result<(), Status> {
     if len == 0 {
         return Ok(());
     }

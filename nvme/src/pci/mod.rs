@@ -44,7 +44,11 @@ impl Bdf {
                 11 => ('0'..='7').contains(&c),
                 _ => c.is_ascii_hexdigit(),
             });
-        if ok { Ok(Bdf(full.to_ascii_lowercase())) } else { Err(PciError::BadBdf(s.to_string())) }
+        if ok {
+            Ok(Bdf(full.to_ascii_lowercase()))
+        } else {
+            Err(PciError::BadBdf(s.to_string()))
+        }
     }
 }
 

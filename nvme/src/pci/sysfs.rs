@@ -44,7 +44,11 @@ pub enum SysfsError {
 }
 
 fn io_hint(e: &io::Error) -> &'static str {
-    if e.kind() == io::ErrorKind::PermissionDenied { " (needs root: run with sudo)" } else { "" }
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        " (needs root: run with sudo)"
+    } else {
+        ""
+    }
 }
 
 /// A sysfs (and procfs) tree rooted at `root`.
@@ -72,7 +76,11 @@ impl Sysfs {
     /// The device's directory, checked to exist.
     pub fn device_dir(&self, bdf: &Bdf) -> Result<PathBuf, SysfsError> {
         let p = self.path(&format!("/sys/bus/pci/devices/{bdf}"));
-        if p.exists() { Ok(p) } else { Err(SysfsError::NotFound { bdf: bdf.clone(), path: p }) }
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(SysfsError::NotFound { bdf: bdf.clone(), path: p })
+        }
     }
 
     fn read(&self, path: &Path) -> Result<String, SysfsError> {

@@ -133,9 +133,9 @@ impl ChunkMapper for VfioDevice {
         let mut next = self.next_iova.lock().unwrap_or_else(|p| p.into_inner());
         let iova = *next;
         let end = iova.checked_add(len as u64).filter(|&e| e <= IOVA_LIMIT).ok_or_else(|| io::Error::other("IOVA space exhausted"))?;
-        self.sys.map_dma(self.container, host as u64, iova, len as u64).map_err(|e| {
-            io::Error::new(e.kind(), format!("VFIO_IOMMU_MAP_DMA of {len} bytes at IOVA {iova:#x}: {e} (raise RLIMIT_MEMLOCK or run as root)"))
-        })?;
+        self.sys
+            .map_dma(self.container, host as u64, iova, len as u64)
+            .map_err(|e| io::Error::new(e.kind(), format!("VFIO_IOMMU_MAP_DMA of {len} bytes at IOVA {iova:#x}: {e} (raise RLIMIT_MEMLOCK or run as root)")))?;
         *next = end;
         Ok(Iova(iova))
     }
@@ -263,8 +263,16 @@ mod tests {
         }
         let calls = fake.calls.lock().unwrap().clone();
         let want = [
-            "open container", "open group 5", "set container 11 10", "set iommu 1", "device 0000:00:04.0",
-            "map 0x100000000 0x200000", "map 0x100200000 0x200000", "close 12", "close 11", "close 10",
+            "open container",
+            "open group 5",
+            "set container 11 10",
+            "set iommu 1",
+            "device 0000:00:04.0",
+            "map 0x100000000 0x200000",
+            "map 0x100200000 0x200000",
+            "close 12",
+            "close 11",
+            "close 10",
         ];
         assert_eq!(calls, want);
         let _ = std::fs::remove_dir_all(dir);

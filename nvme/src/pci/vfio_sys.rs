@@ -108,7 +108,11 @@ pub trait VfioSys: Send + Sync + std::fmt::Debug {
 pub struct RealVfio;
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 fn open(path: &str) -> io::Result<Fd> {

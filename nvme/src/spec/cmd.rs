@@ -49,10 +49,7 @@ impl Sqe {
         b[16..24].copy_from_slice(&self.mptr.to_le_bytes());
         b[24..32].copy_from_slice(&self.prp1.to_le_bytes());
         b[32..40].copy_from_slice(&self.prp2.to_le_bytes());
-        for (i, dw) in [self.cdw10, self.cdw11, self.cdw12, self.cdw13, self.cdw14, self.cdw15]
-            .iter()
-            .enumerate()
-        {
+        for (i, dw) in [self.cdw10, self.cdw11, self.cdw12, self.cdw13, self.cdw14, self.cdw15].iter().enumerate() {
             b[40 + 4 * i..44 + 4 * i].copy_from_slice(&dw.to_le_bytes());
         }
         b

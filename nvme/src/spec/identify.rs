@@ -66,7 +66,11 @@ impl LbaFormat {
     /// LBA data size in bytes (2^LBADS).
     pub fn data_size(self) -> Option<u32> {
         let lbads = (self.0 >> 16) & 0xff;
-        if (9..=16).contains(&lbads) { Some(1 << lbads) } else { None }
+        if (9..=16).contains(&lbads) {
+            Some(1 << lbads)
+        } else {
+            None
+        }
     }
     pub fn metadata_size(self) -> u16 {
         (self.0 & 0xffff) as u16
