@@ -4,6 +4,8 @@
 //! traversal as a Rust closure), sharing everything else.
 //!
 //! cargo bench -p chaining --bench chain
+// Test and benchmark data: small known values, narrowed on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 use chaining::{ChainQueue, ChainRequest, Function, ProgId, QueueConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

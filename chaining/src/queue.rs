@@ -39,6 +39,8 @@ pub type Callback = Box<dyn FnOnce(ChainOutcome) + Send>;
 pub enum ChainError {
     #[error(transparent)]
     Ctrl(#[from] CtrlError),
+    #[error("more functions than a queue can number ({} at most)", u32::MAX)]
+    TooManyFunctions,
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
@@ -213,9 +215,9 @@ impl ChainQueue {
         if f.data_size() > self.st.buf_size {
             return Err(ChainError::FunctionTooLarge { data_size: f.data_size(), buf_size: self.st.buf_size });
         }
+        let id = u32::try_from(self.st.functions.len()).map_err(|_| ChainError::TooManyFunctions)?;
         self.st.functions.push(f);
-        // Function counts stay far below u32::MAX (one per registered program).
-        Ok(ProgId((self.st.functions.len() - 1) as u32))
+        Ok(ProgId(id))
     }
 
     /// Sets a tenant's hop limit and in-flight budget on this queue.
@@ -435,7 +437,7 @@ impl State {
             ChainStatus::Access { offset: off, size, reason }
         })?;
         // `size <= data_size <= buf_size`, a u32.
-        let len = size as u32;
+        let len = u32::try_from(size).map_err(|_| ChainStatus::BadSize { slot, size, reason: "larger than the block the program was verified for" })?;
         match seg.target {
             Target::Zeros => Ok(PendingRead { chain: key, dev: None, file_off: off, len }),
             Target::Device(d) => {
@@ -489,12 +491,18 @@ impl State {
                 self.tenants.list[t].backlog.push_front(r);
                 break;
             }
+            // Chains in flight are capped (ChainLimits) far below u32::MAX.
+            let Ok(chain) = u32::try_from(key) else {
+                self.chains[key].queued -= 1;
+                self.end(key, ChainStatus::Submit("chain slot number past u32".into()));
+                continue;
+            };
             let Some(buf) = self.take_buf() else {
                 self.chains[key].queued -= 1;
                 self.end(key, ChainStatus::Submit("out of DMA memory for a read buffer".into()));
                 continue;
             };
-            let tag = ReadTag { chain: key as u32, file_off: r.file_off, len: r.len };
+            let tag = ReadTag { chain, file_off: r.file_off, len: r.len };
             match sub.read_bytes(&self.ns, dev, u64::from(r.len), buf, tag) {
                 Ok(()) => {
                     let c = &mut self.chains[key];

@@ -212,7 +212,7 @@ fn reactor_main(
         let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
         for (i, f) in functions.iter().enumerate() {
             let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| e.to_string())?;
-            debug_assert_eq!(id, ProgId(i as u32));
+            debug_assert_eq!(Ok(id), u32::try_from(i).map(ProgId));
         }
         for (t, c) in &cfg.tenants {
             q.configure_tenant(*t, *c);
