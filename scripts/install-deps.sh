@@ -12,6 +12,10 @@ command -v debugfs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v fallocate >/dev/null 2>&1 || need+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# libsfe's C tests build against its pkg-config file with the system compiler.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2
