@@ -149,7 +149,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut q = ChainQueue::new(&ctrl, 1, registry, QueueConfig { depth: QUEUE_DEPTH, buf_size: buf, hops_max: a.hops_max })?;
     let prog = q.add_function(func)?;
     debug_assert_eq!(prog, ProgId(0));
-    let mut req = ChainRequest::new(tenant, file, a.offset, a.size, prog).with_hops_max(a.hops_max);
+    let mut req = ChainRequest::new(tenant, file, FileOffset(a.offset), a.size, prog).with_hops_max(a.hops_max);
     if let Some(p) = &a.scratch_in {
         req.scratch = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
         if req.scratch.len() > SCRATCH_SIZE {

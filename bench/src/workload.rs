@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use chaining::{ChainRequest, Function, ProgId};
-use fs_extents::{FileId, TenantId};
+use fs_extents::{FileId, FileOffset, TenantId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -132,7 +132,7 @@ impl Gen {
 /// chain engines wrap it in a `ChainRequest`; the kernel engines use it as is.
 #[derive(Debug, Clone)]
 pub struct Start {
-    pub offset: u64,
+    pub offset: FileOffset,
     pub size: u32,
     /// Initial scratch words (the rest of the scratch is zero).
     pub scratch: Vec<u8>,
@@ -150,9 +150,9 @@ fn words(w: &[(usize, u64)]) -> Vec<u8> {
 /// The first read and scratch of an operation.
 pub fn start(op: Op, data: &Data) -> Start {
     match (op, data) {
-        (Op::Lookup(k), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::LK_KEY, k)]) },
-        (Op::Range(lo, hi), Data::Tree(sb)) => Start { offset: sb.root, size: node_bytes(sb), scratch: words(&[(btree::RS_LO, lo), (btree::RS_HI, hi)]) },
-        (Op::Filter(lo, hi), Data::Nums(size)) => Start { offset: 0, size: filter::BLOCK_BYTES, scratch: words(&filter::scratch_words(lo, hi, *size)) },
+        (Op::Lookup(k), Data::Tree(sb)) => Start { offset: FileOffset(sb.root), size: node_bytes(sb), scratch: words(&[(btree::LK_KEY, k)]) },
+        (Op::Range(lo, hi), Data::Tree(sb)) => Start { offset: FileOffset(sb.root), size: node_bytes(sb), scratch: words(&[(btree::RS_LO, lo), (btree::RS_HI, hi)]) },
+        (Op::Filter(lo, hi), Data::Nums(size)) => Start { offset: FileOffset(0), size: filter::BLOCK_BYTES, scratch: words(&filter::scratch_words(lo, hi, *size)) },
         // Gen::new refuses mismatched workloads and data.
         _ => unreachable!("operation does not fit the data"),
     }

@@ -90,7 +90,7 @@ fn lookups(q: &mut ChainQueue, file: FileId, sb: &btree::Superblock, prog: ProgI
         while started < n && started - done.load(Ordering::Relaxed) < qd {
             let key = key_at((started * 7919) % keys);
             let d = done.clone();
-            let req = ChainRequest::new(T, file, sb.root, sb.node_size as u32, prog).with_u64(btree::LK_KEY, key);
+            let req = ChainRequest::new(T, file, FileOffset(sb.root), sb.node_size as u32, prog).with_u64(btree::LK_KEY, key);
             q.submit(req, move |o| {
                 assert!(o.status.is_done(), "lookup failed: {}", o.status);
                 d.fetch_add(1, Ordering::Relaxed);
@@ -160,7 +160,7 @@ fn filter_blocks(c: &mut Criterion) {
     for (name, prog) in [("bpf-chain", bpf), ("user-chain", native)] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let req = filter::request(ChainRequest::new(T, file, 0, 4096, prog), 1000, 500_000, img.len() as u64);
+                let req = filter::request(ChainRequest::new(T, file, FileOffset(0), 4096, prog), 1000, 500_000, img.len() as u64);
                 let o = q.run_blocking(req).unwrap();
                 assert_eq!(filter::result(&o.scratch[..]), want);
             })

@@ -12,6 +12,7 @@
 //! Must not know about: how a transport works inside (it uses `nvme`'s queue
 //! pairs, `fs-extents`' translation and `ebpf-runtime`'s instances).
 
+pub mod addr;
 pub mod function;
 pub mod queue;
 pub mod reactor;
@@ -19,6 +20,7 @@ pub mod request;
 pub mod status;
 pub mod tenant;
 
+pub use addr::{device_blocks, BlockError, DeviceBlocks};
 pub use function::{Function, NativeFn};
 pub use queue::{ChainError, ChainLimits, ChainQueue, Footprint, QueueConfig, QueueStats, Refused, BACKLOG_PER_TENANT_MAX, CHAINS_IN_FLIGHT_MAX};
 pub use reactor::{Engine, EngineConfig, EngineError, FunctionFactory};

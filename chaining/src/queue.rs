@@ -15,6 +15,7 @@
 //! that fails ends every chain on it with [`ChainStatus::QueueFailed`], and
 //! every chain submitted afterwards, so nothing waits forever.
 
+use crate::addr::device_blocks;
 use crate::function::Function;
 use crate::request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, HOPS_MAX_LIMIT, SCRATCH_SIZE};
 use crate::status::{ChainOutcome, ChainStatus};
@@ -109,7 +110,7 @@ pub struct Footprint {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadTag {
     chain: u32,
-    file_off: u64,
+    file_off: FileOffset,
     len: u32,
 }
 
@@ -416,7 +417,7 @@ impl State {
     }
 
     /// Checks and translates one read a chain wants.
-    fn plan(&self, key: usize, slot: usize, off: u64, size: u64) -> Result<PendingRead, ChainStatus> {
+    fn plan(&self, key: usize, slot: usize, off: FileOffset, size: u64) -> Result<PendingRead, ChainStatus> {
         let c = &self.chains[key];
         let data_size = u64::from(self.functions[c.prog].data_size());
         let bs = u64::from(self.ns.block_size);
@@ -429,7 +430,7 @@ impl State {
         if size > data_size {
             return Err(ChainStatus::BadSize { slot, size, reason: "larger than the block the program was verified for" });
         }
-        let seg = c.handle.map.translate(FileOffset(off), size).map_err(|e| {
+        let seg = c.handle.map.translate(off, size).map_err(|e| {
             let reason = match e {
                 TranslateError::CrossesExtent { .. } => format!("{e} (reads crossing extents are not split; keep reads block aligned)"),
                 _ => e.to_string(),
@@ -440,12 +441,10 @@ impl State {
         let len = u32::try_from(size).map_err(|_| ChainStatus::BadSize { slot, size, reason: "larger than the block the program was verified for" })?;
         match seg.target {
             Target::Zeros => Ok(PendingRead { chain: key, dev: None, file_off: off, len }),
-            Target::Device(d) => {
-                if d.0 % bs != 0 {
-                    return Err(ChainStatus::Access { offset: off, size, reason: format!("device offset {} is not block aligned", d.0) });
-                }
-                Ok(PendingRead { chain: key, dev: Some(d.0), file_off: off, len })
-            }
+            Target::Device(d) => match device_blocks(d, size, &self.ns) {
+                Ok(blocks) => Ok(PendingRead { chain: key, dev: Some(blocks), file_off: off, len }),
+                Err(e) => Err(ChainStatus::Access { offset: off, size, reason: e.to_string() }),
+            },
         }
     }
 
@@ -503,7 +502,7 @@ impl State {
                 continue;
             };
             let tag = ReadTag { chain, file_off: r.file_off, len: r.len };
-            match sub.read_bytes(&self.ns, dev, u64::from(r.len), buf, tag) {
+            match sub.read(&self.ns, dev.lba, dev.nlb, buf, tag) {
                 Ok(()) => {
                     let c = &mut self.chains[key];
                     c.queued -= 1;
@@ -621,7 +620,7 @@ impl State {
             if ctx.size[slot] == 0 {
                 continue;
             }
-            match self.plan(key, slot, ctx.next_addr[slot], ctx.size[slot]) {
+            match self.plan(key, slot, FileOffset(ctx.next_addr[slot]), ctx.size[slot]) {
                 Ok(r) => {
                     *out = Some(r);
                     count += 1;

@@ -6,6 +6,7 @@
 // Block numbers and sizes here are small constants: the casts are exact.
 #![allow(clippy::cast_possible_truncation)]
 
+use fs_extents::FileOffset;
 use super::*;
 use crate::reactor::{Engine, EngineConfig, FunctionFactory};
 use crate::request::{ChainRequest, ProgId};
@@ -64,7 +65,7 @@ impl Fx {
         b * 8..b * 8 + 8
     }
     fn req(&self, block: u64, prog: ProgId) -> ChainRequest {
-        ChainRequest::new(T, self.file, block * BLOCK, BLOCK as u32, prog)
+        ChainRequest::new(T, self.file, FileOffset(block * BLOCK), BLOCK as u32, prog)
     }
 }
 
@@ -165,7 +166,7 @@ fn a_lost_read_times_out_only_its_own_chain() {
     wait_for(&mut q, &out, 3);
     for (b, o) in out.lock().unwrap().iter() {
         if *b == 2 {
-            assert_eq!(o.status, ChainStatus::Timeout { offset: 2 * BLOCK, timeout_ms: 30 });
+            assert_eq!(o.status, ChainStatus::Timeout { offset: FileOffset(2 * BLOCK), timeout_ms: 30 });
         } else {
             assert_eq!(o.status, ChainStatus::Done, "block {b}");
             assert_eq!(o.scratch_u64(0), b + 1);
@@ -187,7 +188,7 @@ fn a_late_read_times_out_and_a_short_delay_does_not() {
     let t0 = Instant::now();
     assert_eq!(q.run_blocking(fx.req(3, p)).unwrap().status, ChainStatus::Done);
     let o = q.run_blocking(fx.req(2, p)).unwrap();
-    assert_eq!(o.status, ChainStatus::Timeout { offset: 2 * BLOCK, timeout_ms: 30 });
+    assert_eq!(o.status, ChainStatus::Timeout { offset: FileOffset(2 * BLOCK), timeout_ms: 30 });
     assert!(t0.elapsed() < Duration::from_secs(5), "the 30 s delay was not waited for");
     assert_eq!(q.failure(), None);
     assert_eq!(q.run_blocking(fx.req(4, p)).unwrap().status, ChainStatus::Done);
@@ -232,7 +233,7 @@ fn limits_push_back_instead_of_growing() {
     let out = submit_all(&mut q, &fx, p, &[0, 1, 2, 3]);
     let r = q.try_submit(fx.req(4, p), |_| {}).unwrap_err();
     assert_eq!(r.status, ChainStatus::Busy { limit: "chains in flight on the queue", max: 4 });
-    assert_eq!(r.request.offset, 4 * BLOCK, "the request comes back");
+    assert_eq!(r.request.offset, FileOffset(4 * BLOCK), "the request comes back");
     // `submit` ends the chain at once instead; nothing grows.
     let busy: Results = Arc::new(Mutex::new(Vec::new()));
     for b in 0..10_000u64 {

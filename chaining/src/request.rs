@@ -1,6 +1,6 @@
 //! What starts a chain, and the engine's limits.
 
-use fs_extents::{FileId, TenantId};
+use fs_extents::{FileId, FileOffset, TenantId};
 
 /// Bytes of per-chain scratch the program sees (what XRP gives a program).
 pub const SCRATCH_SIZE: usize = ebpf_runtime::context::SCRATCH_SIZE;
@@ -21,7 +21,7 @@ pub struct ProgId(pub u32);
 pub struct ChainRequest {
     pub tenant: TenantId,
     pub file: FileId,
-    pub offset: u64,
+    pub offset: FileOffset,
     pub size: u32,
     pub prog: ProgId,
     /// Initial scratch (at most [`SCRATCH_SIZE`] bytes; the rest is zero).
@@ -37,7 +37,7 @@ pub struct ChainRequest {
 }
 
 impl ChainRequest {
-    pub fn new(tenant: TenantId, file: FileId, offset: u64, size: u32, prog: ProgId) -> ChainRequest {
+    pub fn new(tenant: TenantId, file: FileId, offset: FileOffset, size: u32, prog: ProgId) -> ChainRequest {
         ChainRequest { tenant, file, offset, size, prog, scratch: Vec::new(), hops_max: None, keep_last: false }
     }
 

@@ -2,7 +2,7 @@
 //! end, and the scratch the program left.
 
 use crate::request::SCRATCH_SIZE;
-use fs_extents::FileId;
+use fs_extents::{FileId, FileOffset};
 
 /// How a chain ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,13 +19,13 @@ pub enum ChainStatus {
     /// A read outside the file, in a file the tenant was not granted, or
     /// crossing an extent boundary.
     #[error("access error at file offset {offset} (+{size} bytes): {reason}")]
-    Access { offset: u64, size: u64, reason: String },
+    Access { offset: FileOffset, size: u64, reason: String },
     /// The file's extents changed while the chain ran; the caller may retry.
     #[error("file {file:?} changed during the chain (extent version {then} -> {now}); retry")]
     Stale { file: FileId, then: u64, now: u64 },
     /// The device completed a read with an error status.
     #[error("device error reading file offset {offset}: {status}")]
-    Device { offset: u64, status: nvme::Status },
+    Device { offset: FileOffset, status: nvme::Status },
     /// A read size that is zero, not a multiple of the device block, or larger than allowed.
     #[error("next_addr[{slot}] asks for {size} bytes: {reason}")]
     BadSize { slot: usize, size: u64, reason: &'static str },
@@ -43,7 +43,7 @@ pub enum ChainStatus {
     /// A read passed its deadline on the device (the queue's command
     /// timeout); the driver asked the controller to abort it.
     #[error("the read at file offset {offset} passed its {timeout_ms} ms deadline on the device")]
-    Timeout { offset: u64, timeout_ms: u64 },
+    Timeout { offset: FileOffset, timeout_ms: u64 },
     /// The queue pair failed (the device misbehaved or stopped); every chain
     /// on it ends with this, and so does every chain submitted afterwards.
     #[error("the queue pair failed: {0}")]

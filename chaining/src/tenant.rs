@@ -2,7 +2,8 @@
 //! device, a budget of reads in flight and a hop limit; backlogs are served
 //! round-robin, so a tenant with long chains cannot starve another.
 
-use fs_extents::TenantId;
+use crate::addr::DeviceBlocks;
+use fs_extents::{FileOffset, TenantId};
 use std::collections::{HashMap, VecDeque};
 
 /// A tenant's budget.
@@ -24,10 +25,10 @@ impl Default for TenantConfig {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PendingRead {
     pub chain: usize,
-    /// Device byte offset, or `None` for a hole (served as zeros, no I/O).
-    pub dev: Option<u64>,
+    /// The device blocks to read, or `None` for a hole (served as zeros, no I/O).
+    pub dev: Option<DeviceBlocks>,
     /// File offset (for error messages).
-    pub file_off: u64,
+    pub file_off: FileOffset,
     pub len: u32,
 }
 
@@ -91,7 +92,7 @@ mod tests {
     use super::*;
 
     fn read(chain: usize) -> PendingRead {
-        PendingRead { chain, dev: Some(0), file_off: 0, len: 512 }
+        PendingRead { chain, dev: Some(DeviceBlocks { lba: nvme::Lba(0), nlb: 1 }), file_off: FileOffset(0), len: 512 }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod common;
 
+use fs_extents::FileOffset;
 use chaining::{ChainRequest, ChainStatus, Function, ProgId, QueueConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
@@ -13,7 +14,7 @@ use workloads::btree::{self, key_at, value_of};
 use workloads::{filter, programs};
 
 fn lookup_req(f: &Fixture, prog: ProgId, key: u64) -> ChainRequest {
-    ChainRequest::new(T1, f.db, f.db_sb.root, f.db_sb.node_size as u32, prog).with_u64(btree::LK_KEY, key)
+    ChainRequest::new(T1, f.db, FileOffset(f.db_sb.root), f.db_sb.node_size as u32, prog).with_u64(btree::LK_KEY, key)
 }
 
 fn check_lookups(node_size: usize, per: usize, keys: u64, engine: VmEngine) {
@@ -64,7 +65,7 @@ fn range_sums_match_the_reference() {
     for (lo, hi) in [(0u64, 10), (key_at(5), key_at(900)), (key_at(19_000) + 1, u64::MAX), (key_at(100), key_at(100)), (7, 5)] {
         let want = btree::reference_range_sum(&f.db_src, &f.db_sb, lo, hi).unwrap();
         for prog in [bpf, native] {
-            let req = ChainRequest::new(T1, f.db, f.db_sb.root, 512, prog).with_u64(btree::RS_LO, lo).with_u64(btree::RS_HI, hi);
+            let req = ChainRequest::new(T1, f.db, FileOffset(f.db_sb.root), 512, prog).with_u64(btree::RS_LO, lo).with_u64(btree::RS_HI, hi);
             let o = q.run_blocking(req).unwrap();
             assert_eq!(o.status, ChainStatus::Done, "[{lo}, {hi}]");
             assert_eq!((o.scratch_u64(btree::RS_SUM), o.scratch_u64(btree::RS_COUNT)), want, "[{lo}, {hi}] {prog:?}");
@@ -82,7 +83,7 @@ fn filter_reduce_matches_the_reference() {
     for (lo, hi) in [(0u64, u64::MAX), (1000, 5000), (999_999, 999_999)] {
         let want = filter::reference(&f.nums_bytes, lo, hi);
         for prog in [bpf, native] {
-            let req = filter::request(ChainRequest::new(T1, f.nums, 0, 4096, prog), lo, hi, size);
+            let req = filter::request(ChainRequest::new(T1, f.nums, FileOffset(0), 4096, prog), lo, hi, size);
             let o = q.run_blocking(req).unwrap();
             assert_eq!(o.status, ChainStatus::Done);
             assert_eq!(filter::result(&o.scratch[..]), want, "[{lo}, {hi}] {prog:?}");

@@ -39,7 +39,7 @@ fn a_million_chains_end_and_memory_stays_flat() {
     let mut first: Option<(Footprint, usize)> = None;
     let mut refused = 0u64;
     for i in 0..CHAINS {
-        let mut req = ChainRequest::new(tenant, file, (i % BLOCKS) * 4096, 4096, prog);
+        let mut req = ChainRequest::new(tenant, file, FileOffset((i % BLOCKS) * 4096), 4096, prog);
         let (d, b) = (done.clone(), bad.clone());
         let mut cb = move |o: ChainOutcome| {
             if o.status != ChainStatus::Done {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use fs_extents::FileOffset;
 use chaining::{ChainOutcome, ChainRequest, ChainStatus, Engine, EngineConfig, Function, FunctionFactory, ProgId, QueueConfig, TenantConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
@@ -23,7 +24,7 @@ fn asks(reads: Vec<(u64, u64)>) -> Function {
 }
 
 fn run(q: &mut chaining::ChainQueue, f: &Fixture, prog: ProgId) -> ChainOutcome {
-    q.run_blocking(ChainRequest::new(T1, f.db, 4096, 4096, prog)).unwrap()
+    q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(4096), 4096, prog)).unwrap()
 }
 
 #[test]
@@ -41,7 +42,7 @@ fn hostile_programs_get_their_defined_errors() {
     let o = run(&mut q, &f, loop_forever);
     assert_eq!(o.status, ChainStatus::HopLimit { hops_max: 64 });
     assert_eq!(o.reads, 64, "exactly the limit was read");
-    let o = q.run_blocking(ChainRequest::new(T1, f.db, 0, 4096, loop_forever).with_hops_max(5)).unwrap();
+    let o = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(0), 4096, loop_forever).with_hops_max(5)).unwrap();
     assert_eq!(o.status, ChainStatus::HopLimit { hops_max: 5 });
 
     assert!(matches!(run(&mut q, &f, outside).status, ChainStatus::Access { .. }));
@@ -51,13 +52,13 @@ fn hostile_programs_get_their_defined_errors() {
     assert_eq!(run(&mut q, &f, abort).status, ChainStatus::Aborted { code: 77, hop: 1 });
 
     // The first read itself is checked too.
-    let bad_first = q.run_blocking(ChainRequest::new(T1, f.db, size + 4096, 4096, abort)).unwrap();
+    let bad_first = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(size + 4096), 4096, abort)).unwrap();
     assert!(matches!(bad_first.status, ChainStatus::Access { .. }));
-    let zero_first = q.run_blocking(ChainRequest::new(T1, f.db, 0, 0, abort)).unwrap();
+    let zero_first = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(0), 0, abort)).unwrap();
     assert!(matches!(zero_first.status, ChainStatus::BadSize { size: 0, .. }));
-    let unknown = q.run_blocking(ChainRequest::new(T1, f.db, 0, 4096, ProgId(99))).unwrap();
+    let unknown = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(0), 4096, ProgId(99))).unwrap();
     assert!(matches!(unknown.status, ChainStatus::Invalid(_)));
-    let mut big = ChainRequest::new(T1, f.db, 0, 4096, abort);
+    let mut big = ChainRequest::new(T1, f.db, FileOffset(0), 4096, abort);
     big.scratch = vec![0; 5000];
     assert!(matches!(q.run_blocking(big).unwrap().status, ChainStatus::Invalid(_)));
     assert_eq!(q.chains_in_flight(), 0, "failed chains leave nothing behind");
@@ -69,14 +70,14 @@ fn access_control_per_tenant() {
     let mut q = f.queue(QueueConfig::default());
     let lk = q.add_function(btree::native_lookup(4096)).unwrap();
     // T2 was granted the database but not the numbers file.
-    let o = q.run_blocking(ChainRequest::new(T2, f.nums, 0, 4096, lk)).unwrap();
+    let o = q.run_blocking(ChainRequest::new(T2, f.nums, FileOffset(0), 4096, lk)).unwrap();
     assert!(matches!(&o.status, ChainStatus::Access { reason, .. } if reason.contains("no grant")), "{:?}", o.status);
-    let o = q.run_blocking(ChainRequest::new(fs_extents::TenantId(9), f.db, 0, 4096, lk)).unwrap();
+    let o = q.run_blocking(ChainRequest::new(fs_extents::TenantId(9), f.db, FileOffset(0), 4096, lk)).unwrap();
     assert!(matches!(o.status, ChainStatus::Access { .. }));
     // A program cannot leave its file: the next offset is a file offset.
     let size = f.db_map.size();
     let escape = q.add_function(asks(vec![(size.next_multiple_of(4096), 4096)])).unwrap();
-    assert!(matches!(q.run_blocking(ChainRequest::new(T2, f.db, 0, 4096, escape)).unwrap().status, ChainStatus::Access { .. }));
+    assert!(matches!(q.run_blocking(ChainRequest::new(T2, f.db, FileOffset(0), 4096, escape)).unwrap().status, ChainStatus::Access { .. }));
 }
 
 #[test]
@@ -91,7 +92,7 @@ fn device_errors_fail_only_the_chain_that_hit_them() {
     let results = Arc::new(Mutex::new(Vec::new()));
     for i in [0u64, 1, 5000, 30_000, 59_999] {
         let r = results.clone();
-        let req = ChainRequest::new(T1, f.db, f.db_sb.root, 4096, lk).with_u64(btree::LK_KEY, key_at(i));
+        let req = ChainRequest::new(T1, f.db, FileOffset(f.db_sb.root), 4096, lk).with_u64(btree::LK_KEY, key_at(i));
         q.submit(req, move |o| r.lock().unwrap().push((i, o)));
     }
     while results.lock().unwrap().len() < 5 {
@@ -99,7 +100,7 @@ fn device_errors_fail_only_the_chain_that_hit_them() {
     }
     for (i, o) in results.lock().unwrap().iter() {
         if *i < 255 {
-            assert_eq!(o.status, ChainStatus::Device { offset: 4096, status: nvme::Status::UNRECOVERED_READ_ERROR }, "key {i}");
+            assert_eq!(o.status, ChainStatus::Device { offset: FileOffset(4096), status: nvme::Status::UNRECOVERED_READ_ERROR }, "key {i}");
         } else {
             assert_eq!(o.status, ChainStatus::Done, "key {i}");
             assert_eq!(o.scratch_u64(btree::LK_FOUND), 1);
@@ -138,7 +139,7 @@ fn extent_change_in_the_middle_of_a_chain_is_stale() {
             }
         }))
         .unwrap();
-    let o = q.run_blocking(ChainRequest::new(T1, f.db, f.db_sb.root, 512, changing).with_u64(btree::LK_KEY, key_at(100))).unwrap();
+    let o = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(f.db_sb.root), 512, changing).with_u64(btree::LK_KEY, key_at(100))).unwrap();
     assert!(matches!(o.status, ChainStatus::Stale { .. }), "{:?}", o.status);
     assert_eq!(o.hops, 2, "the read after the change is not given to the program");
 }
@@ -167,7 +168,7 @@ fn fanout_issues_reads_together_and_runs_the_program_per_block() {
             0
         }))
         .unwrap();
-    let o = q.run_blocking(ChainRequest::new(T1, f.nums, 0, 4096, fan)).unwrap();
+    let o = q.run_blocking(ChainRequest::new(T1, f.nums, FileOffset(0), 4096, fan)).unwrap();
     assert_eq!(o.status, ChainStatus::Done);
     assert_eq!(o.hops, 17);
     assert_eq!(o.reads, 17);
@@ -175,7 +176,7 @@ fn fanout_issues_reads_together_and_runs_the_program_per_block() {
     assert_eq!(o.scratch_u64(0), want);
     assert_eq!(o.scratch_u64(1), 17);
     // Fanout counts against the hop limit as a whole.
-    let o = q.run_blocking(ChainRequest::new(T1, f.nums, 0, 4096, fan).with_hops_max(10)).unwrap();
+    let o = q.run_blocking(ChainRequest::new(T1, f.nums, FileOffset(0), 4096, fan).with_hops_max(10)).unwrap();
     assert_eq!(o.status, ChainStatus::HopLimit { hops_max: 10 });
 }
 
@@ -194,11 +195,11 @@ fn a_tenant_with_long_chains_does_not_starve_another() {
     let order = Arc::new(Mutex::new(Vec::new()));
     for i in 0..20 {
         let o = order.clone();
-        q.submit(ChainRequest::new(T1, f.db, 0, 4096, walk).with_hops_max(200), move |_| o.lock().unwrap().push(("long", i)));
+        q.submit(ChainRequest::new(T1, f.db, FileOffset(0), 4096, walk).with_hops_max(200), move |_| o.lock().unwrap().push(("long", i)));
     }
     for i in 0..5 {
         let o = order.clone();
-        q.submit(ChainRequest::new(T2, f.db, 0, 4096, one), move |_| o.lock().unwrap().push(("short", i)));
+        q.submit(ChainRequest::new(T2, f.db, FileOffset(0), 4096, one), move |_| o.lock().unwrap().push(("short", i)));
     }
     while order.lock().unwrap().len() < 25 {
         q.poll().unwrap();
@@ -221,7 +222,7 @@ fn reactors_serve_many_client_threads() {
                 let mut got = Vec::new();
                 for i in 0..100u64 {
                     let key = key_at((t * 3571 + i * 17) % 30_000);
-                    let req = ChainRequest::new(T1, db, root, 512, ProgId(0)).with_u64(btree::LK_KEY, key);
+                    let req = ChainRequest::new(T1, db, FileOffset(root), 512, ProgId(0)).with_u64(btree::LK_KEY, key);
                     let o = engine.run(req).unwrap();
                     got.push((key, o.scratch_u64(btree::LK_FOUND), o.scratch_u64(btree::LK_VALUE), o.status));
                 }

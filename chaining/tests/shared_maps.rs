@@ -5,6 +5,7 @@
 
 mod common;
 
+use fs_extents::FileOffset;
 use chaining::{ChainRequest, ChainStatus, Engine, EngineConfig, Function, ProgId};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
@@ -41,7 +42,7 @@ fn maps_are_shared_across_reactors() {
                 let (chains, db, root) = (chains.clone(), f.db, f.db_sb.root);
                 std::thread::spawn(move || {
                     for _ in 0..per_thread {
-                        let o = chains.run(ChainRequest::new(T1, db, root, 512, ProgId(0))).unwrap();
+                        let o = chains.run(ChainRequest::new(T1, db, FileOffset(root), 512, ProgId(0))).unwrap();
                         assert_eq!(o.status, ChainStatus::Done);
                     }
                 })

@@ -9,6 +9,7 @@
 //!
 //! `cargo run --release -p libsfe --example overhead [ROUNDS] [LOOKUPS]`
 
+use fs_extents::FileOffset;
 use chaining::{ChainQueue, ChainRequest, Function, QueueConfig};
 use ebpf_runtime::vm::Engine as VmEngine;
 use fs_extents::scratch::{Prefer, ScratchFs};
@@ -69,7 +70,7 @@ fn main() {
         let t0 = Instant::now();
         for i in from..from + n {
             let key = 2 * ((i * 7919) % sb.keys) + 2;
-            let o = q.run_blocking(ChainRequest::new(tenant, file, sb.root, 4096, prog).with_u64(0, key)).unwrap();
+            let o = q.run_blocking(ChainRequest::new(tenant, file, FileOffset(sb.root), 4096, prog).with_u64(0, key)).unwrap();
             assert!(o.status.is_done() && o.scratch_u64(2) == 1);
         }
         t0.elapsed().as_nanos() as f64 / n as f64

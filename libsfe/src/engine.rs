@@ -4,6 +4,7 @@
 //! calling thread, made on the thread's first call and driven only by that
 //! thread (run to completion: the program runs in the caller's own poll).
 
+use fs_extents::FileOffset;
 use crate::error::Error;
 use crate::files::Files;
 use chaining::{ChainOutcome, ChainQueue, ChainRequest, Function, ProgId, QueueConfig, SCRATCH_SIZE};
@@ -282,7 +283,7 @@ impl ThreadQueue {
             self.q.poll()?;
             self.generation = gen;
         }
-        let mut req = ChainRequest::new(TENANT, file, r.offset, r.count, prog);
+        let mut req = ChainRequest::new(TENANT, file, FileOffset(r.offset), r.count, prog);
         if let Some(s) = r.scratch {
             // The chain's scratch starts zeroed: copy only up to the last
             // non-zero byte (a lookup's scratch is one key: 8 bytes, not 4 KiB).

@@ -16,8 +16,6 @@ pub enum QueueError {
     TooLarge { bytes: u64, max: u64 },
     #[error("a transfer of 0 blocks was requested")]
     ZeroBlocks,
-    #[error("byte offset {offset} or length {len} is not a multiple of the {block}-byte block size")]
-    Unaligned { offset: u64, len: u64, block: u32 },
     #[error(transparent)]
     Prp(#[from] PrpError),
     #[error("no DMA memory for a PRP list page")]

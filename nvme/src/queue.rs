@@ -164,23 +164,6 @@ impl<C> Submitter<C> {
         self.rw(IoOpcode::Write, ns, lba, nlb, buf, cookie)
     }
 
-    /// Reads `len` bytes at byte `offset` of the namespace (both multiples of
-    /// the block size) into the start of `buf`.
-    pub fn read_bytes(&mut self, ns: &Namespace, offset: u64, len: u64, buf: DmaBuf, cookie: C) -> Result<(), Rejected<C>> {
-        match blocks_of(ns, offset, len) {
-            Ok((lba, nlb)) => self.read(ns, lba, nlb, buf, cookie),
-            Err(e) => Err(Rejected::new(e, Some(buf), cookie)),
-        }
-    }
-
-    /// Writes `len` bytes at byte `offset` from the start of `buf`.
-    pub fn write_bytes(&mut self, ns: &Namespace, offset: u64, len: u64, buf: DmaBuf, cookie: C) -> Result<(), Rejected<C>> {
-        match blocks_of(ns, offset, len) {
-            Ok((lba, nlb)) => self.write(ns, lba, nlb, buf, cookie),
-            Err(e) => Err(Rejected::new(e, Some(buf), cookie)),
-        }
-    }
-
     /// Flushes the namespace's volatile write cache.
     pub fn flush(&mut self, ns: &Namespace, cookie: C) -> Result<(), Rejected<C>> {
         let sqe = Sqe { opcode: IoOpcode::Flush as u8, nsid: ns.id, ..Sqe::default() };
@@ -306,15 +289,6 @@ impl<C> Submitter<C> {
         let index = usize::from(cid & CID_SLOT_MASK);
         self.slots.get(index).filter(|s| s.cid == cid).map(|_| index)
     }
-}
-
-fn blocks_of(ns: &Namespace, offset: u64, len: u64) -> Result<(Lba, u32), QueueError> {
-    let bs = u64::from(ns.block_size);
-    if offset % bs != 0 || len % bs != 0 {
-        return Err(QueueError::Unaligned { offset, len, block: ns.block_size });
-    }
-    let nlb = u32::try_from(len / bs).map_err(|_| QueueError::TooLarge { bytes: len, max: ns.max_transfer })?;
-    Ok((Lba(offset / bs), nlb))
 }
 
 /// A submission ring and its completion ring, owned by one thread.

@@ -72,7 +72,7 @@ impl Logic {
         let s = workload::start(op, &self.data);
         let mut scratch = vec![0u8; chaining::SCRATCH_SIZE];
         scratch[..s.scratch.len()].copy_from_slice(&s.scratch);
-        (OpState { op, scratch, hops: 0, t0: Instant::now(), want: s.size as usize }, s.offset, s.size as usize)
+        (OpState { op, scratch, hops: 0, t0: Instant::now(), want: s.size as usize }, s.offset.get(), s.size as usize)
     }
 
     /// Runs the function on a block just read; the next read, or None when the operation is done.

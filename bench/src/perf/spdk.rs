@@ -12,7 +12,8 @@ use super::ops::{self, OpGen};
 use super::stats::ThreadStats;
 use super::Worker;
 use anyhow::{bail, Context, Result};
-use nvme::{Backing, Controller, DmaBuf, DmaPool, EmuConfig, EmulatedController, IoQueuePair, Latency, Namespace, PoolOptions, Transport};
+use fs_extents::DevOffset;
+use nvme::{Backing, Controller, DmaBuf, DmaPool, EmuConfig, EmulatedController, IoQueuePair, Latency, Namespace, PoolOptions, Submitter, Transport};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -138,6 +139,18 @@ pub fn pci(bdf: &str, write: bool) -> Result<Device> {
     Ok(Device { ctrl, ns, timed: None, label: format!("PCIe NVMe {name}, namespace 1 ({} B blocks, {} MiB)", ns.block_size, ns.capacity_bytes() >> 20) })
 }
 
+/// Queues one I/O. Its device bytes become blocks through the engine's one
+/// checked conversion ([`chaining::device_blocks`]); on failure the buffer
+/// comes back (when the queue pair handed it back).
+fn issue(sub: &mut Submitter<u32>, ns: &Namespace, io: &ops::Io, io_size: u64, buf: DmaBuf, cookie: u32) -> Result<(), (String, Option<DmaBuf>)> {
+    let b = match chaining::device_blocks(DevOffset(io.offset), io_size, ns) {
+        Ok(b) => b,
+        Err(e) => return Err((e.to_string(), Some(buf))),
+    };
+    let r = if io.write { sub.write(ns, b.lba, b.nlb, buf, cookie) } else { sub.read(ns, b.lba, b.nlb, buf, cookie) };
+    r.map_err(|rej| (rej.error.to_string(), rej.buf))
+}
+
 /// One thread's queue pair and buffers.
 pub struct SpdkWorker {
     qp: IoQueuePair<u32>,
@@ -195,9 +208,8 @@ impl Worker for SpdkWorker {
                 ops::fill(buf.as_mut_slice(), io.offset, seed);
             }
             let cookie = u32::try_from(slot).context("slot")?;
-            let r = if io.write { qp.write_bytes(&ns, io.offset, io_size, buf, cookie) } else { qp.read_bytes(&ns, io.offset, io_size, buf, cookie) };
-            if let Err(rej) = r {
-                bail!("submitting to the queue pair: {}", rej.error);
+            if let Err((e, _)) = issue(qp, &ns, &io, io_size, buf, cookie) {
+                bail!("submitting to the queue pair: {e}");
             }
             t_sub[slot] = now;
             offs[slot] = io.offset;
@@ -233,17 +245,16 @@ impl Worker for SpdkWorker {
                 if let (Some(seed), true) = (verify, io.write) {
                     ops::fill(buf.as_mut_slice(), io.offset, seed);
                 }
-                let r = if io.write { sub.write_bytes(&ns, io.offset, io_size, buf, c.cookie) } else { sub.read_bytes(&ns, io.offset, io_size, buf, c.cookie) };
-                match r {
+                match issue(sub, &ns, &io, io_size, buf, c.cookie) {
                     Ok(()) => {
                         in_flight += 1;
                         t_sub[slot] = t;
                         offs[slot] = io.offset;
                         writes[slot] = io.write;
                     }
-                    Err(rej) => {
-                        err.get_or_insert_with(|| anyhow::anyhow!("resubmitting: {}", rej.error));
-                        bufs[slot] = rej.buf;
+                    Err((e, buf)) => {
+                        err.get_or_insert_with(|| anyhow::anyhow!("resubmitting: {e}"));
+                        bufs[slot] = buf;
                     }
                 }
             })
