@@ -23,7 +23,7 @@ pub mod tenant;
 pub use addr::{device_blocks, BlockError, DeviceBlocks};
 pub use function::{Function, NativeFn};
 pub use queue::{ChainError, ChainLimits, ChainQueue, Footprint, QueueConfig, QueueStats, Refused, BACKLOG_PER_TENANT_MAX, CHAINS_IN_FLIGHT_MAX};
-pub use reactor::{Engine, EngineConfig, EngineError, FunctionFactory};
+pub use reactor::{Engine, EngineConfig, EngineError, EngineRefused, FunctionFactory};
 pub use request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, SCRATCH_SIZE};
 pub use status::{ChainOutcome, ChainStatus};
 pub use tenant::TenantConfig;

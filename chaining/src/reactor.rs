@@ -11,7 +11,9 @@
 //! client submitting to a full channel waits. A queue pair that fails is
 //! reported through [`Engine::queue_failure`]; its chains end with
 //! [`crate::ChainStatus::QueueFailed`], as does every chain sent to that
-//! reactor afterwards.
+//! reactor afterwards. [`Engine::try_submit`] never waits: when every
+//! reactor's channel is full it hands the chain back with
+//! [`EngineError::Busy`].
 
 use crate::function::Function;
 use crate::queue::{Callback, ChainLimits, ChainQueue, QueueConfig};
@@ -21,7 +23,7 @@ use crate::tenant::TenantConfig;
 use fs_extents::{Registry, TenantId};
 use nvme::Controller;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -81,6 +83,22 @@ pub enum EngineError {
     Stopped,
     #[error("engine needs at least one reactor")]
     NoReactors,
+    #[error("busy: every reactor's channel holds its maximum of {capacity} chains; retry once chains end")]
+    Busy { capacity: usize },
+}
+
+/// A chain [`Engine::try_submit`] could not hand to a reactor, given back
+/// whole with the reason ([`EngineError::Busy`] or [`EngineError::Stopped`]).
+pub struct EngineRefused {
+    pub request: ChainRequest,
+    pub done: Callback,
+    pub error: EngineError,
+}
+
+impl std::fmt::Debug for EngineRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineRefused").field("request", &self.request).field("error", &self.error).finish_non_exhaustive()
+    }
 }
 
 enum Msg {
@@ -95,6 +113,7 @@ pub struct Engine {
     next: AtomicUsize,
     /// Per reactor: why its queue pair failed, once it has.
     failures: Arc<[Mutex<Option<String>>]>,
+    channel_capacity: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -111,7 +130,7 @@ impl Engine {
             return Err(EngineError::NoReactors);
         }
         let failures: Arc<[Mutex<Option<String>>]> = (0..cfg.reactors).map(|_| Mutex::new(None)).collect();
-        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone() };
+        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone(), channel_capacity: cfg.channel_capacity.max(1) };
         for r in 0..cfg.reactors {
             let failures = failures.clone();
             let (tx, rx) = mpsc::sync_channel(cfg.channel_capacity.max(1));
@@ -154,6 +173,33 @@ impl Engine {
     pub fn submit(&self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) -> Result<(), EngineError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         self.senders[i].send(Msg::Chain(req, Box::new(done))).map_err(|_| EngineError::Stopped)
+    }
+
+    /// Hands a chain to a reactor without waiting: the next reactor in
+    /// round-robin order whose channel has room takes it. When every
+    /// channel is full (or the engine has stopped) the chain comes back
+    /// whole, with [`EngineError::Busy`] (or `Stopped`), and nothing of it
+    /// has run.
+    pub fn try_submit(&self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) -> Result<(), Box<EngineRefused>> {
+        let n = self.senders.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut msg = Msg::Chain(req, Box::new(done));
+        let mut stopped = 0;
+        for k in 0..n {
+            match self.senders[(first + k) % n].try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(m)) => msg = m,
+                Err(TrySendError::Disconnected(m)) => {
+                    stopped += 1;
+                    msg = m;
+                }
+            }
+        }
+        let error = if stopped == n { EngineError::Stopped } else { EngineError::Busy { capacity: self.channel_capacity } };
+        match msg {
+            Msg::Chain(request, done) => Err(Box::new(EngineRefused { request, done, error })),
+            Msg::Stop => unreachable!("try_submit sends only chains"),
+        }
     }
 
     /// Runs one chain and waits for its outcome.

@@ -242,3 +242,59 @@ fn reactors_serve_many_client_threads() {
     let e = Engine::start(f.ctrl.clone(), f.registry.clone(), vec![bad], EngineConfig::default()).unwrap_err();
     assert!(e.to_string().contains("no such program"), "{e}");
 }
+
+#[test]
+fn try_submit_hands_the_chain_back_when_every_reactor_channel_is_full() {
+    use chaining::EngineError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = fixture("try_submit", 2_000, 512, 31, 1);
+    // The function holds the reactor until the test lets go of `gate`, so
+    // the reactor takes nothing more off its channel meanwhile.
+    let gate = Arc::new(Mutex::new(()));
+    let entered = Arc::new(AtomicBool::new(false));
+    let held = gate.lock().unwrap();
+    let (g, e) = (gate.clone(), entered.clone());
+    let blocking: FunctionFactory = Arc::new(move || {
+        let (g, e) = (g.clone(), e.clone());
+        Ok(Function::native(512, move |_d: &[u8], _s: &mut [u8], ctx: &mut XrpContext| {
+            e.store(true, Ordering::SeqCst);
+            drop(g.lock().unwrap_or_else(|p| p.into_inner()));
+            ctx.done = 1;
+            0
+        }))
+    });
+    let cfg = EngineConfig { reactors: 1, channel_capacity: 2, ..EngineConfig::default() };
+    let engine = Engine::start(f.ctrl.clone(), f.registry.clone(), vec![blocking], cfg).unwrap();
+    let ended = Arc::new(Mutex::new(0u32));
+    let count = |ended: &Arc<Mutex<u32>>| {
+        let ended = ended.clone();
+        move |o: ChainOutcome| {
+            assert_eq!(o.status, ChainStatus::Done);
+            *ended.lock().unwrap() += 1;
+        }
+    };
+    engine.try_submit(ChainRequest::new(T1, f.db, FileOffset(0), 512, ProgId(0)), count(&ended)).unwrap();
+    while !entered.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    // The reactor is inside the function: its channel takes two, then refuses.
+    engine.try_submit(ChainRequest::new(T1, f.db, FileOffset(512), 512, ProgId(0)), count(&ended)).unwrap();
+    engine.try_submit(ChainRequest::new(T1, f.db, FileOffset(1024), 512, ProgId(0)), count(&ended)).unwrap();
+    let refused = engine.try_submit(ChainRequest::new(T1, f.db, FileOffset(1536), 512, ProgId(0)), count(&ended)).unwrap_err();
+    assert!(matches!(refused.error, EngineError::Busy { capacity: 2 }), "{:?}", refused.error);
+    assert_eq!(refused.request.offset, FileOffset(1536), "the request comes back whole");
+    assert_eq!(
+        refused.error.to_string(),
+        "busy: every reactor's channel holds its maximum of 2 chains; retry once chains end"
+    );
+    drop(held);
+    // Nothing was lost: the three taken chains end; the refused one can be retried.
+    let retry = refused.request;
+    while *ended.lock().unwrap() < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let o = engine.run(retry).unwrap();
+    assert_eq!(o.status, ChainStatus::Done);
+    assert_eq!(*ended.lock().unwrap(), 3, "the refused chain's callback never ran");
+    engine.stop();
+}
