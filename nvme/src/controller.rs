@@ -72,6 +72,9 @@ struct Shared {
     admin: Mutex<Option<QueuePair<AdminTag>>>,
     next_tag: AtomicU64,
     free_qids: Mutex<Vec<u16>>,
+    /// Resets so far: a queue pair made before the latest one is gone from
+    /// the device (see [`Controller::reset`]).
+    epoch: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -142,6 +145,17 @@ impl Shared {
         }
     }
 
+    /// Sets Features (number of queues); the I/O queue pairs granted.
+    fn set_queue_count(&self) -> Result<u16, CtrlError> {
+        let n = u32::from(IO_QUEUES_WANTED - 1);
+        let sqe = Sqe { opcode: AdminOpcode::SetFeatures as u8, cdw10: cmd::FEAT_NUMBER_OF_QUEUES, cdw11: n | (n << 16), ..Sqe::default() };
+        // SAFETY: Set Features (number of queues) transfers no data.
+        let (res, _) = unsafe { self.admin(sqe, None) }?;
+        let nsq = (res & 0xffff) as u16;
+        let ncq = (res >> 16) as u16;
+        Ok(nsq.min(ncq).saturating_add(1).min(IO_QUEUES_WANTED))
+    }
+
     /// Deletes I/O queue `qid` (SQ, then CQ); true when the controller
     /// confirmed both, so it no longer touches their memory.
     fn delete_queues(&self, qid: u16) -> bool {
@@ -154,6 +168,50 @@ impl Shared {
             // SAFETY: queue deletion transfers no data and carries no address.
             unsafe { self.admin(sqe, None) }.is_ok()
         })
+    }
+}
+
+/// Allocates the admin rings, points the controller at them (AQA, ASQ,
+/// ACQ; the controller must be disabled) and returns their queue pair.
+fn admin_queue(t: &Arc<dyn Transport>, cap: Cap) -> Result<QueuePair<AdminTag>, CtrlError> {
+    let depth = ADMIN_DEPTH.min(u16::try_from(cap.max_queue_entries()).unwrap_or(u16::MAX));
+    let dma = t.dma();
+    let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
+    let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
+    t.write32(offset::AQA, regs::aqa(u32::from(depth), u32::from(depth)));
+    t.write64(offset::ASQ, sq_mem.iova().0);
+    t.write64(offset::ACQ, cq_mem.iova().0);
+    Ok(QueuePair::new(QueueParts {
+        qid: 0,
+        dstrd: cap.dstrd(),
+        transport: t.clone(),
+        sq_mem,
+        cq_mem,
+        entries: depth,
+        max_per_poll: COMPLETIONS_PER_POLL_MAX,
+        timeout: Duration::from_millis(ADMIN_TIMEOUT_MS),
+        aborter: None,
+        epoch: None,
+    }))
+}
+
+/// Polls CSTS until `done` holds, for at most the controller's CAP.TO (at
+/// least 500 ms); with `fatal_is_error`, CSTS.CFS ends the wait at once.
+fn wait_csts(t: &Arc<dyn Transport>, cap: Cap, done: impl Fn(Csts) -> bool, want: &'static str, fatal_is_error: bool) -> Result<(), CtrlError> {
+    let ms = cap.timeout_ms().max(500);
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    loop {
+        let csts = Csts(t.read32(offset::CSTS));
+        if fatal_is_error && csts.fatal() {
+            return Err(CtrlError::Fatal { state: want });
+        }
+        if done(csts) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CtrlError::Timeout { want, ms });
+        }
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
@@ -228,30 +286,14 @@ impl BringUp {
                 Ok(State::ConfigureAdmin)
             }
             State::ConfigureAdmin => {
-                let depth = ADMIN_DEPTH.min(u16::try_from(self.cap.max_queue_entries()).unwrap_or(u16::MAX));
-                let dma = t.dma();
-                let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
-                let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
-                t.write32(offset::AQA, regs::aqa(u32::from(depth), u32::from(depth)));
-                t.write64(offset::ASQ, sq_mem.iova().0);
-                t.write64(offset::ACQ, cq_mem.iova().0);
-                let qp = QueuePair::new(QueueParts {
-                    qid: 0,
-                    dstrd: self.cap.dstrd(),
-                    transport: t.clone(),
-                    sq_mem,
-                    cq_mem,
-                    entries: depth,
-                    max_per_poll: COMPLETIONS_PER_POLL_MAX,
-                    timeout: Duration::from_millis(ADMIN_TIMEOUT_MS),
-                    aborter: None,
-                });
+                let qp = admin_queue(&t, self.cap)?;
                 self.shared = Some(Arc::new(Shared {
                     transport: t.clone(),
                     dstrd: self.cap.dstrd(),
                     admin: Mutex::new(Some(qp)),
                     next_tag: AtomicU64::new(0),
                     free_qids: Mutex::new(Vec::new()),
+                    epoch: Arc::new(AtomicU64::new(0)),
                 }));
                 Ok(State::Enable)
             }
@@ -271,13 +313,7 @@ impl BringUp {
                 Ok(State::SetQueueCount)
             }
             State::SetQueueCount => {
-                let n = u32::from(IO_QUEUES_WANTED - 1);
-                let sqe = Sqe { opcode: AdminOpcode::SetFeatures as u8, cdw10: cmd::FEAT_NUMBER_OF_QUEUES, cdw11: n | (n << 16), ..Sqe::default() };
-                // SAFETY: Set Features (number of queues) transfers no data.
-                let (res, _) = unsafe { self.shared().admin(sqe, None) }?;
-                let nsq = (res & 0xffff) as u16;
-                let ncq = (res >> 16) as u16;
-                self.io_queues = nsq.min(ncq).saturating_add(1).min(IO_QUEUES_WANTED);
+                self.io_queues = self.shared().set_queue_count()?;
                 let qids: Vec<u16> = (1..=self.io_queues).rev().collect();
                 *self.shared().free_qids.lock().unwrap_or_else(|p| p.into_inner()) = qids;
                 Ok(State::IdentifyNamespaces)
@@ -382,6 +418,40 @@ impl Controller {
         self.namespaces.iter().copied().find(|n| n.id == nsid).ok_or(CtrlError::NoSuchNamespace { nsid, count: self.namespaces.len() })
     }
 
+    /// Resets the controller (SPDK's `spdk_nvme_ctrlr_reset`): disables it
+    /// (CC.EN = 0; once CSTS.RDY reads 0 the device has deleted every queue
+    /// and touches no host memory), then brings it back up with a fresh
+    /// admin queue and the number of queues set again. The way back from
+    /// fatal status (CSTS.CFS) or a device that stopped answering.
+    ///
+    /// Every I/O queue pair made before the reset fails at its next poll
+    /// with [`QueueFailure::ControllerReset`](crate::QueueFailure::ControllerReset)
+    /// (its commands come back with `HOST_PATH_ERROR`); dropping it frees its
+    /// memory without asking the device to delete queues that no longer
+    /// exist. Make new queue pairs afterwards. Holds the admin queue for the
+    /// reset: other admin commands wait.
+    pub fn reset(&self) -> Result<(), CtrlError> {
+        let sh = &self.shared;
+        let t = &sh.transport;
+        let mut admin = sh.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let cc = Cc(t.read32(offset::CC));
+        t.write32(offset::CC, cc.0 & !1);
+        wait_csts(t, self.cap, |c| !c.ready(), "disabled for reset", false)?;
+        // From here the device holds no queue: old queue pairs fail at their
+        // next poll and may free their memory.
+        sh.epoch.fetch_add(1, Ordering::AcqRel);
+        drop(admin.take());
+        *admin = Some(admin_queue(t, self.cap)?);
+        t.write32(offset::CC, Cc::enable_default().0);
+        wait_csts(t, self.cap, |c| c.ready(), "ready after reset", true)?;
+        drop(admin);
+        let granted = sh.set_queue_count()?;
+        // Queue ids held by queue pairs made before the reset come back
+        // when those are dropped; never hand out one the device refuses now.
+        sh.free_qids.lock().unwrap_or_else(|p| p.into_inner()).retain(|&q| q <= granted);
+        Ok(())
+    }
+
     /// Runs a raw admin command to completion (for tests and tools): fills
     /// in the command id and, with `data`, the PRPs.
     ///
@@ -415,6 +485,9 @@ impl Controller {
     }
 
     fn create_queues<C>(&self, qid: u16, depth: u16, max_per_poll: usize) -> Result<QueuePair<C>, CtrlError> {
+        // Taken before the queues are made: a reset while they are being
+        // made leaves a queue pair that knows it is stale.
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
         let dma = self.shared.transport.dma();
         let sq_mem = dma.alloc(usize::from(depth) * SQE_SIZE)?;
         let cq_mem = dma.alloc(usize::from(depth) * CQE_SIZE)?;
@@ -468,6 +541,7 @@ impl Controller {
             max_per_poll,
             timeout: COMMAND_TIMEOUT_DEFAULT,
             aborter: Some(aborter),
+            epoch: Some((self.shared.epoch.clone(), epoch)),
         }))
     }
 }
@@ -511,6 +585,13 @@ impl<C> std::ops::DerefMut for IoQueuePair<C> {
 impl<C> Drop for IoQueuePair<C> {
     fn drop(&mut self) {
         let Some(qp) = self.qp.take() else { return };
+        if qp.controller_was_reset() {
+            // The reset deleted the queues and ended the device's DMA: free
+            // everything. The id is the controller's again.
+            drop(qp);
+            self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
+            return;
+        }
         // Delete the SQ first (the device stops fetching and stops DMA for
         // it), then the CQ; buffers of commands still in flight are freed
         // only after both are confirmed, when `qp` drops.

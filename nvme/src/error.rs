@@ -41,6 +41,10 @@ pub enum QueueFailure {
     /// nor their aborts.
     #[error("the device stopped answering (no completion within twice the {timeout_ms} ms command timeout after an abort)")]
     Unresponsive { timeout_ms: u64 },
+    /// The controller was reset ([`crate::Controller::reset`]): this queue
+    /// pair's queues no longer exist on the device.
+    #[error("the controller was reset; this queue pair's queues are gone from the device")]
+    ControllerReset,
 }
 
 /// A command that could not be queued, handed back to its owner whole.

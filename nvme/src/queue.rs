@@ -29,6 +29,7 @@ use crate::spec::regs::{self, offset, Csts};
 use crate::spec::{Cqe, IoOpcode, Sqe, Status};
 use crate::transport::Transport;
 use slab::Slab;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
@@ -117,6 +118,9 @@ pub struct Submitter<C> {
     /// Commands abandoned and not answered yet (they hold their slots).
     abandoned: usize,
     failed: Option<QueueFailure>,
+    /// The controller's reset count and its value when this queue pair was
+    /// created (`None` for the admin queue, which a reset replaces).
+    epoch: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl<C> std::fmt::Debug for Submitter<C> {
@@ -148,6 +152,11 @@ impl<C> Submitter<C> {
     /// Why the queue pair failed, once it has.
     pub fn failure(&self) -> Option<QueueFailure> {
         self.failed
+    }
+    /// Whether the controller was reset since this queue pair was created:
+    /// its queues are gone from the device, which no longer touches its memory.
+    pub fn controller_was_reset(&self) -> bool {
+        self.epoch.as_ref().is_some_and(|(now, then)| now.load(Ordering::Acquire) != *then)
     }
     /// How long a command may take before it is abandoned.
     pub fn command_timeout(&self) -> Duration {
@@ -222,6 +231,12 @@ impl<C> Submitter<C> {
             let e = QueueError::Failed { qid: self.qid, reason };
             return Err(Rejected::new(e, data.map(|d| d.0), cookie));
         }
+        if self.controller_was_reset() {
+            // The queue no longer exists on the device. The next poll fails
+            // the queue pair and hands back what is in flight.
+            let e = QueueError::Failed { qid: self.qid, reason: QueueFailure::ControllerReset };
+            return Err(Rejected::new(e, data.map(|d| d.0), cookie));
+        }
         if self.is_full() {
             let e = QueueError::QueueFull { qid: self.qid, in_flight: self.slots.len() };
             return Err(Rejected::new(e, data.map(|d| d.0), cookie));
@@ -278,7 +293,7 @@ impl<C> Submitter<C> {
 
     /// Tells the device about every command queued since the last doorbell.
     pub fn ring_doorbell(&mut self) {
-        if self.doorbell_pending && self.failed.is_none() {
+        if self.doorbell_pending && self.failed.is_none() && !self.controller_was_reset() {
             self.transport.ring(regs::sq_tail_doorbell(self.qid), self.dstrd, self.sq.tail());
             self.doorbell_pending = false;
         }
@@ -319,6 +334,7 @@ pub(crate) struct QueueParts {
     pub max_per_poll: usize,
     pub timeout: Duration,
     pub aborter: Option<Aborter>,
+    pub epoch: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl<C> QueuePair<C> {
@@ -347,6 +363,7 @@ impl<C> QueuePair<C> {
                 timeout: p.timeout.max(COMMAND_TIMEOUT_MIN),
                 abandoned: 0,
                 failed: None,
+                epoch: p.epoch,
             },
             cq_mem,
             cq: CqRing::new(p.entries),
@@ -380,6 +397,11 @@ impl<C> QueuePair<C> {
         F: FnMut(&mut Submitter<C>, Completion<C>),
     {
         if let Some(reason) = self.sub.failed {
+            return Err(QueueError::Failed { qid: self.sub.qid, reason });
+        }
+        if self.sub.controller_was_reset() {
+            let reason = QueueFailure::ControllerReset;
+            self.fail(reason, &mut on_done);
             return Err(QueueError::Failed { qid: self.sub.qid, reason });
         }
         self.sub.ring_doorbell();
@@ -523,9 +545,10 @@ impl<C> QueuePair<C> {
     }
 
     /// Whether the device may still write into memory this queue pair holds:
-    /// it has commands in flight (abandoned ones included) or has failed.
+    /// it has commands in flight (abandoned ones included) or has failed,
+    /// and the controller has not been reset since (a reset ends all DMA).
     pub fn device_may_hold_buffers(&self) -> bool {
-        !self.sub.slots.is_empty() || self.sub.failed.is_some()
+        !self.sub.controller_was_reset() && (!self.sub.slots.is_empty() || self.sub.failed.is_some())
     }
 }
 

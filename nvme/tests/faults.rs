@@ -223,3 +223,48 @@ fn buffers_the_device_may_still_write_are_leaked_not_freed() {
     let again: Vec<_> = (0..64).map(|_| pool.alloc(4096).unwrap()).collect();
     assert!(again.iter().all(|b| b.iova() != iova), "a buffer the device may own is never handed out again");
 }
+
+#[test]
+fn a_reset_brings_a_fatal_controller_back_and_fails_the_old_queue_pairs() {
+    let pattern = |lba: u64| -> Vec<u8> { (0..512u64).map(|i| (lba * 7 + i) as u8).collect() };
+    let image: Vec<u8> = (0..2048).flat_map(pattern).collect();
+    let emu = Arc::new(EmulatedController::new(Backing::memory_from(image), EmuConfig { io_queues: 2, ..EmuConfig::default() }).unwrap());
+    let ctrl = Controller::attach(emu.clone()).expect("bring-up");
+    let ns = ctrl.namespace(1).unwrap();
+    let mut old = qpair(&ctrl, 8);
+    let mut idle = qpair(&ctrl, 8);
+    // Both queue ids are taken: no third queue pair.
+    assert!(matches!(ctrl.alloc_io_qpair::<u64>(8, 0).unwrap_err(), CtrlError::NoQueues { .. }));
+    emu.set_fatal();
+    assert!(ctrl.is_failed());
+    read(&ctrl, &mut old, &ns, 5);
+    ctrl.reset().unwrap();
+    assert!(!ctrl.is_failed(), "the reset cleared fatal status");
+    // The old queue pair's command comes back (the device dropped it with
+    // its queues), and the pair reports why it failed.
+    let (got, err) = collect(&mut old, 1);
+    assert!(matches!(err, Some(QueueError::Failed { reason: QueueFailure::ControllerReset, .. })), "{err:?}");
+    assert_eq!(got[0].status, Status::HOST_PATH_ERROR);
+    assert!(!old.device_may_hold_buffers(), "a reset ended the device's DMA");
+    // A pair that had nothing in flight refuses new commands.
+    let buf = ctrl.transport().dma().alloc(512).unwrap();
+    let rej = idle.read(&ns, Lba(0), 1, buf, 7).unwrap_err();
+    assert!(matches!(rej.error, QueueError::Failed { reason: QueueFailure::ControllerReset, .. }), "{}", rej.error);
+    assert!(rej.buf.is_some(), "the buffer comes back");
+    // Dropping them gives their queue ids back; new pairs read correctly.
+    drop(old);
+    drop(idle);
+    let mut fresh = qpair(&ctrl, 8);
+    let mut second = qpair(&ctrl, 8);
+    for (qp, lba) in [(&mut fresh, 3u64), (&mut second, 9)] {
+        read(&ctrl, qp, &ns, lba);
+        let (got, err) = collect(qp, 1);
+        assert!(err.is_none(), "{err:?}");
+        assert!(got[0].status.is_success());
+        let b = got[0].buf.as_ref().unwrap();
+        assert_eq!(b.to_vec()[..512], pattern(lba)[..], "block {lba} after the reset");
+    }
+    // Admin commands work again too.
+    drop(fresh);
+    assert!(ctrl.alloc_io_qpair::<u64>(8, 0).is_ok());
+}
