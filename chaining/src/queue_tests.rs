@@ -6,11 +6,11 @@
 // Block numbers and sizes here are small constants: the casts are exact.
 #![allow(clippy::cast_possible_truncation)]
 
-use fs_extents::FileOffset;
 use super::*;
 use crate::reactor::{Engine, EngineConfig, FunctionFactory};
 use crate::request::{ChainRequest, ProgId};
 use ebpf_runtime::XrpContext;
+use fs_extents::FileOffset;
 use fs_extents::{ChangeStamp, DevOffset, Extent, ExtentKind, ExtentMap};
 use nvme::dma::PoolOptions;
 use nvme::emu::{Backing, CompletionFault, EmuConfig, EmulatedController};

@@ -5,10 +5,10 @@
 
 mod common;
 
-use fs_extents::FileOffset;
 use chaining::{ChainRequest, ChainStatus, Function, ProgId, QueueConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
+use fs_extents::FileOffset;
 use std::sync::{Arc, Mutex};
 use workloads::btree::{self, key_at, value_of};
 use workloads::{filter, programs};

@@ -3,11 +3,11 @@
 
 mod common;
 
-use fs_extents::FileOffset;
 use chaining::{ChainOutcome, ChainRequest, ChainStatus, Engine, EngineConfig, Function, FunctionFactory, ProgId, QueueConfig, TenantConfig};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
 use ebpf_runtime::XrpContext;
+use fs_extents::FileOffset;
 use std::sync::{Arc, Mutex};
 use workloads::btree::{self, key_at};
 use workloads::programs;
@@ -283,10 +283,7 @@ fn try_submit_hands_the_chain_back_when_every_reactor_channel_is_full() {
     let refused = engine.try_submit(ChainRequest::new(T1, f.db, FileOffset(1536), 512, ProgId(0)), count(&ended)).unwrap_err();
     assert!(matches!(refused.error, EngineError::Busy { capacity: 2 }), "{:?}", refused.error);
     assert_eq!(refused.request.offset, FileOffset(1536), "the request comes back whole");
-    assert_eq!(
-        refused.error.to_string(),
-        "busy: every reactor's channel holds its maximum of 2 chains; retry once chains end"
-    );
+    assert_eq!(refused.error.to_string(), "busy: every reactor's channel holds its maximum of 2 chains; retry once chains end");
     drop(held);
     // Nothing was lost: the three taken chains end; the refused one can be retried.
     let retry = refused.request;

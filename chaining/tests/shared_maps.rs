@@ -5,10 +5,10 @@
 
 mod common;
 
-use fs_extents::FileOffset;
 use chaining::{ChainRequest, ChainStatus, Engine, EngineConfig, Function, ProgId};
 use common::*;
 use ebpf_runtime::vm::Engine as VmEngine;
+use fs_extents::FileOffset;
 use std::path::PathBuf;
 use std::sync::Arc;
 

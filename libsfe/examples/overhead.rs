@@ -9,10 +9,10 @@
 //!
 //! `cargo run --release -p libsfe --example overhead [ROUNDS] [LOOKUPS]`
 
-use fs_extents::FileOffset;
 use chaining::{ChainQueue, ChainRequest, Function, QueueConfig};
 use ebpf_runtime::vm::Engine as VmEngine;
 use fs_extents::scratch::{Prefer, ScratchFs};
+use fs_extents::FileOffset;
 use fs_extents::{Registry, TenantId, TrackedFile};
 use nvme::{Backing, Controller, EmuConfig, EmulatedController};
 use std::path::{Path, PathBuf};

@@ -4,11 +4,11 @@
 //! calling thread, made on the thread's first call and driven only by that
 //! thread (run to completion: the program runs in the caller's own poll).
 
-use fs_extents::FileOffset;
 use crate::error::Error;
 use crate::files::Files;
 use chaining::{ChainOutcome, ChainQueue, ChainRequest, Function, ProgId, QueueConfig, SCRATCH_SIZE};
 use ebpf_runtime::vm::Engine as VmEngine;
+use fs_extents::FileOffset;
 use fs_extents::{FileId, Registry, TenantId};
 use nvme::dma::PoolOptions;
 use nvme::{Backing, Controller, EmuConfig, EmulatedController};
