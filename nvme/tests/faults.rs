@@ -226,7 +226,7 @@ fn buffers_the_device_may_still_write_are_leaked_not_freed() {
 
 #[test]
 fn a_reset_brings_a_fatal_controller_back_and_fails_the_old_queue_pairs() {
-    let pattern = |lba: u64| -> Vec<u8> { (0..512u64).map(|i| (lba * 7 + i) as u8).collect() };
+    let pattern = |lba: u64| -> Vec<u8> { (0..512u64).map(|i| ((lba * 7 + i) % 256).to_le_bytes()[0]).collect() };
     let image: Vec<u8> = (0..2048).flat_map(pattern).collect();
     let emu = Arc::new(EmulatedController::new(Backing::memory_from(image), EmuConfig { io_queues: 2, ..EmuConfig::default() }).unwrap());
     let ctrl = Controller::attach(emu.clone()).expect("bring-up");
