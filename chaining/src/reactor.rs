@@ -130,10 +130,11 @@ impl Engine {
             return Err(EngineError::NoReactors);
         }
         let failures: Arc<[Mutex<Option<String>>]> = (0..cfg.reactors).map(|_| Mutex::new(None)).collect();
-        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone(), channel_capacity: cfg.channel_capacity.max(1) };
+        let channel_capacity = cfg.channel_capacity.max(1);
+        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone(), channel_capacity };
         for r in 0..cfg.reactors {
             let failures = failures.clone();
-            let (tx, rx) = mpsc::sync_channel(cfg.channel_capacity.max(1));
+            let (tx, rx) = mpsc::sync_channel(channel_capacity);
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
             let (ctrl, registry, functions, cfg2) = (ctrl.clone(), registry.clone(), functions.clone(), cfg.clone());
             let core = pin_core(&cfg, r);

@@ -11,7 +11,7 @@ use crate::spec::cqe::CQE_SIZE;
 use crate::spec::regs::{self, offset, Cap, Cc, Csts};
 use crate::spec::{IdentifyController, IdentifyNamespace, Sqe, Status};
 use crate::transport::Transport;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::{Duration, Instant};
 use zerocopy::FromBytes;
@@ -72,6 +72,8 @@ struct Shared {
     admin: Mutex<Option<QueuePair<AdminTag>>>,
     next_tag: AtomicU64,
     free_qids: Mutex<Vec<u16>>,
+    /// I/O queues the controller granted at its latest bring-up or reset.
+    granted: AtomicU16,
     /// Resets so far: a queue pair made before the latest one is gone from
     /// the device (see [`Controller::reset`]).
     epoch: Arc<AtomicU64>,
@@ -142,6 +144,14 @@ impl Shared {
         // SAFETY: Abort transfers no data and carries no address.
         if unsafe { qp.submit(sqe, None, ABORT_TAG) }.is_ok() {
             qp.ring_doorbell();
+        }
+    }
+
+    /// Returns a queue id to the free list, unless a reset since granted
+    /// fewer queues than it.
+    fn give_back_qid(&self, qid: u16) {
+        if qid <= self.granted.load(Ordering::Acquire) {
+            self.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(qid);
         }
     }
 
@@ -257,7 +267,6 @@ impl std::fmt::Debug for Controller {
 struct BringUp {
     transport: Arc<dyn Transport>,
     cap: Cap,
-    deadline: Instant,
     shared: Option<Arc<Shared>>,
     ident: Option<Box<IdentifyController>>,
     io_queues: u16,
@@ -278,11 +287,10 @@ impl BringUp {
                 if cc.enabled() {
                     t.write32(offset::CC, cc.0 & !1);
                 }
-                self.deadline = Instant::now() + Duration::from_millis(self.cap.timeout_ms().max(500));
                 Ok(State::WaitDisabled)
             }
             State::WaitDisabled => {
-                self.wait(|c| !c.ready(), "disabled", false)?;
+                wait_csts(&t, self.cap, |c| !c.ready(), "disabled", false)?;
                 Ok(State::ConfigureAdmin)
             }
             State::ConfigureAdmin => {
@@ -293,17 +301,17 @@ impl BringUp {
                     admin: Mutex::new(Some(qp)),
                     next_tag: AtomicU64::new(0),
                     free_qids: Mutex::new(Vec::new()),
+                    granted: AtomicU16::new(0),
                     epoch: Arc::new(AtomicU64::new(0)),
                 }));
                 Ok(State::Enable)
             }
             State::Enable => {
                 t.write32(offset::CC, Cc::enable_default().0);
-                self.deadline = Instant::now() + Duration::from_millis(self.cap.timeout_ms().max(500));
                 Ok(State::WaitReady)
             }
             State::WaitReady => {
-                self.wait(|c| c.ready(), "ready", true)?;
+                wait_csts(&t, self.cap, |c| c.ready(), "ready", true)?;
                 Ok(State::IdentifyController)
             }
             State::IdentifyController => {
@@ -314,6 +322,7 @@ impl BringUp {
             }
             State::SetQueueCount => {
                 self.io_queues = self.shared().set_queue_count()?;
+                self.shared().granted.store(self.io_queues, Ordering::Release);
                 let qids: Vec<u16> = (1..=self.io_queues).rev().collect();
                 *self.shared().free_qids.lock().unwrap_or_else(|p| p.into_inner()) = qids;
                 Ok(State::IdentifyNamespaces)
@@ -354,22 +363,6 @@ impl BringUp {
         let (_, buf) = unsafe { self.shared().admin(sqe, Some((buf, 4096))) }?;
         Ok(buf.map(|b| b.to_vec()).unwrap_or_default())
     }
-
-    fn wait(&self, done: impl Fn(Csts) -> bool, want: &'static str, fatal_is_error: bool) -> Result<(), CtrlError> {
-        loop {
-            let csts = Csts(self.transport.read32(offset::CSTS));
-            if fatal_is_error && csts.fatal() {
-                return Err(CtrlError::Fatal { state: want });
-            }
-            if done(csts) {
-                return Ok(());
-            }
-            if Instant::now() > self.deadline {
-                return Err(CtrlError::Timeout { want, ms: self.cap.timeout_ms() });
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-    }
 }
 
 impl Controller {
@@ -377,7 +370,7 @@ impl Controller {
     /// identify, queue count, namespaces.
     pub fn attach(transport: Arc<dyn Transport>) -> Result<Controller, CtrlError> {
         let cap = Cap(transport.read64(offset::CAP));
-        let mut b = BringUp { transport, cap, deadline: Instant::now(), shared: None, ident: None, io_queues: 0, namespaces: Vec::new(), trace: Vec::new() };
+        let mut b = BringUp { transport, cap, shared: None, ident: None, io_queues: 0, namespaces: Vec::new(), trace: Vec::new() };
         let mut state = State::Disable;
         while state != State::Ready {
             state = b.step(state)?;
@@ -446,8 +439,10 @@ impl Controller {
         wait_csts(t, self.cap, |c| c.ready(), "ready after reset", true)?;
         drop(admin);
         let granted = sh.set_queue_count()?;
+        sh.granted.store(granted, Ordering::Release);
         // Queue ids held by queue pairs made before the reset come back
-        // when those are dropped; never hand out one the device refuses now.
+        // when those are dropped (`give_back_qid`); never hand out one the
+        // device refuses now.
         sh.free_qids.lock().unwrap_or_else(|p| p.into_inner()).retain(|&q| q <= granted);
         Ok(())
     }
@@ -589,7 +584,7 @@ impl<C> Drop for IoQueuePair<C> {
             // The reset deleted the queues and ended the device's DMA: free
             // everything. The id is the controller's again.
             drop(qp);
-            self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
+            self.shared.give_back_qid(self.qid);
             return;
         }
         // Delete the SQ first (the device stops fetching and stops DMA for
@@ -597,7 +592,7 @@ impl<C> Drop for IoQueuePair<C> {
         // only after both are confirmed, when `qp` drops.
         if self.shared.delete_queues(self.qid) {
             drop(qp);
-            self.shared.free_qids.lock().unwrap_or_else(|p| p.into_inner()).push(self.qid);
+            self.shared.give_back_qid(self.qid);
         } else {
             // Leaked on purpose: the rings, PRP lists and in-flight buffers
             // stay allocated (and the pool mapped) for the process's life.
