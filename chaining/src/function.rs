@@ -20,9 +20,9 @@ pub type NativeFn = Box<dyn FnMut(&[u8], &mut [u8], &mut XrpContext) -> u64>;
 /// Errors loading a BPF function.
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
-    #[error("loading the BPF object: {0}")]
+    #[error("loading the BPF object")]
     Load(#[from] ebpf_runtime::loader::LoadError),
-    #[error("{0}")]
+    #[error(transparent)]
     Vm(#[from] ebpf_runtime::vm::VmError),
 }
 
@@ -88,7 +88,7 @@ impl Function {
     /// Runs once on `data` (at least `data_size` bytes) and `scratch`.
     pub fn call(&mut self, data: &mut [u8], scratch: &mut [u8]) -> Result<(u64, XrpContext), String> {
         match self {
-            Function::Bpf { inst, .. } => inst.run(data, scratch).map(|o| (o.ret, o.ctx)).map_err(|e| e.to_string()),
+            Function::Bpf { inst, .. } => inst.run(data, scratch).map(|o| (o.ret, o.ctx)).map_err(|e| with_causes(&e)),
             Function::Native { f, .. } => {
                 let mut ctx = XrpContext::default();
                 let r = f(data, scratch, &mut ctx);
@@ -96,4 +96,17 @@ impl Function {
             }
         }
     }
+}
+
+/// An error and its causes on one line ("a: b: c"): a failed call travels
+/// as text in the chain's status.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

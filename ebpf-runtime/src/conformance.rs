@@ -106,7 +106,7 @@ pub unsafe fn run(prog: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, 
     }));
     match result {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(with_causes(&e)),
         Err(_) => Err("the engine panicked".to_string()),
     }
 }
@@ -153,7 +153,7 @@ impl PluginArgs {
 pub unsafe fn plugin(args: &PluginArgs, input: &str) -> Result<u64, String> {
     let bytes = decode_hex(input).map_err(|e| format!("program: {e}"))?;
     let insns = if args.elf {
-        let prog = Program::load(&bytes, None).map_err(|e| e.to_string())?;
+        let prog = Program::load(&bytes, None).map_err(|e| with_causes(&e))?;
         if !prog.maps.is_empty() {
             return Err("ELF programs with maps or globals are not supported by the plugin".to_string());
         }
@@ -194,6 +194,18 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
             u8::from_str_radix(s, 16).map_err(|_| format!("bad hex byte `{s}`"))
         })
         .collect()
+}
+
+/// An error and its causes on one line ("a: b: c"): the plugin answers in text.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

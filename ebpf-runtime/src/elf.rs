@@ -26,7 +26,7 @@ const MAP_DEF_MIN: usize = 16;
 /// Why an object cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("not a valid ELF object: {0}")]
+    #[error("not a valid ELF object")]
     Parse(#[from] object::Error),
     #[error("not a BPF object (machine {0:?}); build with `clang -target bpf`")]
     NotBpf(object::Architecture),

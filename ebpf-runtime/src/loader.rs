@@ -33,7 +33,7 @@ pub enum LoadError {
     CallOutOfRange { pc: usize, slot: u64, section: String, len: usize },
     #[error("linked program is too long ({slots} slots; at most {max})")]
     TooLong { slots: usize, max: usize },
-    #[error("program cannot run on this engine: {0}")]
+    #[error("program cannot run on this engine")]
     Isa(#[from] IsaError),
 }
 

@@ -36,17 +36,17 @@ pub enum Engine {
 /// Errors of instance creation and of a call.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("verifier rejected the program: {0}")]
+    #[error("verifier rejected the program")]
     Rejected(#[from] GateError),
     #[error(transparent)]
     Map(#[from] MapError),
-    #[error("program cannot run: {0}")]
+    #[error("program cannot run")]
     Isa(#[from] IsaError),
     #[error("map index {index} in lddw at insn {pc} is not below the {maps} maps of the program")]
     BadMapIndex { pc: usize, index: i32, maps: usize },
-    #[error("JIT: {0}")]
+    #[error("compiling the program (JIT)")]
     Jit(#[from] JitError),
-    #[error("interpreter: {0}")]
+    #[error("the program failed in the interpreter")]
     Interp(#[from] InterpError),
     #[error("data block of {got} bytes; the program was verified for {expected} bytes")]
     DataTooSmall { got: usize, expected: u32 },

@@ -47,7 +47,7 @@ pub enum DeviceError {
         backing: String,
     },
     /// A sysfs read failed or held something unexpected.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Sysfs {
         /// The sysfs file.
         path: PathBuf,

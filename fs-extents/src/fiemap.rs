@@ -48,7 +48,7 @@ pub const FIEMAP_CALLS_MAX: usize = EXTENTS_MAX / crate::sys::FIEMAP_CHUNK_EXTEN
 #[derive(Debug, thiserror::Error)]
 pub enum FiemapError {
     /// Opening or stat-ing the file failed.
-    #[error("{path}: {source}")]
+    #[error("opening {path}")]
     Open {
         /// The file.
         path: PathBuf,

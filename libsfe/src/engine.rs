@@ -76,13 +76,13 @@ impl Engine {
             None => {
                 let backing = Backing::file_read_only(&o.device).map_err(|source| Error::Device { path: device_path.clone(), source })?;
                 let cfg = EmuConfig { block_size: EMU_BLOCK_BYTES, dma: PoolOptions { limit_bytes: dma_bytes, allow_fallback: true }, ..EmuConfig::default() };
-                let emu = EmulatedController::new(backing, cfg).map_err(|e| Error::Start(format!("emulated controller over {device_path}: {e}")))?;
-                Controller::attach(Arc::new(emu)).map_err(|e| Error::Start(e.to_string()))?
+                let emu = EmulatedController::new(backing, cfg).map_err(|e| Error::Start(format!("emulated controller over {device_path}: {}", said_once(&e))))?;
+                Controller::attach(Arc::new(emu)).map_err(|e| Error::Start(said_once(&e)))?
             }
             Some(bdf) => {
-                let b = nvme::pci::Bdf::parse(bdf).map_err(|e| Error::Start(e.to_string()))?;
-                let t = nvme::pci::open(&b, &nvme::pci::OpenOptions { dma_limit: dma_bytes, ..Default::default() }).map_err(|e| Error::Start(e.to_string()))?;
-                Controller::attach(t).map_err(|e| Error::Start(format!("bringing up {bdf}: {e}")))?
+                let b = nvme::pci::Bdf::parse(bdf).map_err(|e| Error::Start(said_once(&e)))?;
+                let t = nvme::pci::open(&b, &nvme::pci::OpenOptions { dma_limit: dma_bytes, ..Default::default() }).map_err(|e| Error::Start(said_once(&e)))?;
+                Controller::attach(t).map_err(|e| Error::Start(format!("bringing up {bdf}: {}", said_once(&e))))?
             }
         };
         let registry = Arc::new(Registry::new());
@@ -337,17 +337,15 @@ fn with_queue<T>(engine: &Arc<Engine>, f: impl FnOnce(&mut ThreadQueue) -> Resul
     })
 }
 
-/// An error's message with its sources, each said once: a source whose text
-/// the message already contains is not repeated.
+/// An error's message with its sources ("a: b: c"), each said once: the
+/// error types say a cause either in their message or as their source,
+/// never both, so nothing needs to be left out here.
 pub fn said_once(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
+        out.push_str(": ");
+        out.push_str(&s.to_string());
         src = s.source();
     }
     out

@@ -12,7 +12,7 @@ pub enum Error {
     Invalid { what: &'static str, why: String },
     #[error("unknown program handle {0} (never loaded on this engine, or unloaded)")]
     UnknownProg(i64),
-    #[error("file descriptor {fd}: {source}")]
+    #[error("file descriptor {fd}")]
     BadFd {
         fd: i32,
         #[source]
@@ -22,11 +22,11 @@ pub enum Error {
     NotRegular { fd: i32 },
     #[error("the file is on {file_dev}, not on {engine_dev}, the device this engine drives; open an engine on {file_dev} (SFE_DEVICE) or move the file")]
     NotOnDevice { file_dev: String, engine_dev: String },
-    #[error("the file's extents: {0}")]
+    #[error("the file's extents")]
     Extents(#[from] fs_extents::FiemapError),
-    #[error("the file's extents: {0}")]
+    #[error("registering the file with the engine")]
     Registry(#[from] fs_extents::AccessError),
-    #[error("opening the engine's device {path}: {source}")]
+    #[error("opening the engine's device {path}")]
     Device {
         path: String,
         #[source]
@@ -36,13 +36,13 @@ pub enum Error {
     Start(String),
     #[error("{0}")]
     ProgRejected(String),
-    #[error("reading the program object {path}: {source}")]
+    #[error("reading the program object {path}")]
     ProgRead {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("this thread's queue pair: {0}")]
+    #[error("this thread's queue pair")]
     Queue(#[from] chaining::ChainError),
     #[error("the chain ended: {0}")]
     Chain(ChainStatus),

@@ -97,7 +97,20 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
 }
 
 fn load(object: &PathBuf, section: Option<&str>) -> Result<Program, String> {
-    Program::load(&read(object)?, section).map_err(|e| format!("{}: {e}", object.display()))
+    Program::load(&read(object)?, section).map_err(|e| format!("{}: {}", object.display(), with_causes(&e)))
+}
+
+/// An error and its causes on one line ("a: b: c"), each said once (the
+/// library's messages leave their causes to the chain).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 fn main() -> ExitCode {
@@ -120,7 +133,7 @@ fn main() -> ExitCode {
 }
 
 fn sections(object: &PathBuf) -> Result<(), String> {
-    for s in loader::program_sections(&read(object)?).map_err(|e| e.to_string())? {
+    for s in loader::program_sections(&read(object)?).map_err(|e| with_causes(&e))? {
         println!("{s}");
     }
     Ok(())
@@ -144,7 +157,7 @@ fn verify(object: &PathBuf, section: Option<&str>, data_size: u32) -> Result<(),
             );
             Ok(())
         }
-        Err(e) => Err(format!("rejected: section {} ({} insns): {e}", prog.section, prog.insns.len())),
+        Err(e) => Err(format!("rejected: section {} ({} insns): {}", prog.section, prog.insns.len(), with_causes(&e))),
     }
 }
 
@@ -161,8 +174,8 @@ fn run(object: &PathBuf, section: Option<&str>, data: &PathBuf, scratch: Option<
         scratch_buf[..s.len()].copy_from_slice(&s);
     }
     let engine = if interp { Engine::Interpreter } else { Engine::Jit };
-    let inst = Instance::new(&prog, data_size, engine).map_err(|e| e.to_string())?;
-    let out = inst.run(&mut block, &mut scratch_buf).map_err(|e| e.to_string())?;
+    let inst = Instance::new(&prog, data_size, engine).map_err(|e| with_causes(&e))?;
+    let out = inst.run(&mut block, &mut scratch_buf).map_err(|e| with_causes(&e))?;
     println!("r0 = {:#x} ({})", out.ret, i64::from_le_bytes(out.ret.to_le_bytes()));
     println!("done = {}", out.ctx.done);
     for i in 0..FANOUT_MAX {

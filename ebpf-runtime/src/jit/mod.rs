@@ -39,7 +39,7 @@ pub enum JitError {
     Structure { pc: usize, what: &'static str },
     #[error("Cranelift: {0}")]
     Codegen(String),
-    #[error("JIT memory: {0}")]
+    #[error("mapping or protecting the JIT's code pages")]
     Memory(#[from] std::io::Error),
 }
 

@@ -31,7 +31,7 @@ pub const PATH_COMPONENTS_MAX: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum Ext4Error {
     /// A read failed.
-    #[error("reading the {what} at byte {offset} failed: {source}")]
+    #[error("reading the {what} at byte {offset}")]
     Io {
         /// What was being read.
         what: &'static str,
@@ -190,7 +190,7 @@ pub enum Ext4Error {
         mode: u16,
     },
     /// The extents do not form a valid map.
-    #[error("inode {ino}: {source}")]
+    #[error("the extents of inode {ino}")]
     Map {
         /// The inode.
         ino: u32,
