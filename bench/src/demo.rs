@@ -29,10 +29,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     if a.io_size == 0 || a.io_size % 4096 != 0 {
-        bail!("--io-size must be a positive multiple of 4096");
+        bail!("--io-size {}: give a positive multiple of 4096", a.io_size);
     }
     if a.qd == 0 || a.qd > 1024 {
-        bail!("--qd must be between 1 and 1024");
+        bail!("--qd {}: give 1 to 1024", a.qd);
     }
     let bytes = a.size_mib.checked_mul(1 << 20).context("--size-mib too large")?;
     if bytes < u64::from(a.io_size) {

@@ -75,30 +75,23 @@ fn main() {
         Cmd::Setup(a) => setup::run(a),
     };
     if let Err(e) = r {
-        eprintln!("error: {}", said_once_chain(e.chain()));
+        // `{:#}`: the message and its causes, "a: b: c". Each error type
+        // says a cause in its message or as its source, never both, so the
+        // chain says everything once.
+        eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-/// An error and its sources, each said once: a source whose text is
-/// already in what was said (a message that embeds its source with `{0}`)
-/// is not repeated.
-fn said_once_chain<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
-    let mut out = String::new();
-    for e in chain {
-        let t = e.to_string();
-        if out.contains(&t) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&t);
+/// An error and its causes on one line ("a: b: c"), for an error that is
+/// turned into text.
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
     }
-    out
-}
-
-/// [`said_once_chain`] of one error.
-pub(crate) fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
-    said_once_chain(std::iter::successors(Some(e), |e| e.source()))
+    s
 }

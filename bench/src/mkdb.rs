@@ -26,15 +26,15 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<btree::Superblock> {
     if a.keys == 0 {
-        bail!("--keys must be at least 1");
+        bail!("--keys 0: give 1 or more keys");
     }
     if !btree::NODE_SIZES.contains(&a.node_size) {
-        bail!("--node-size must be 4096 or 512 (the sizes the bundled programs are built for)");
+        bail!("--node-size {}: give 4096 or 512 (the sizes the bundled programs are built for)", a.node_size);
     }
     let fanout = btree::fanout(a.node_size);
     let per = a.keys_per_node.unwrap_or(fanout);
     if !(2..=fanout).contains(&per) {
-        bail!("--keys-per-node must be between 2 and {fanout} for {}-byte nodes", a.node_size);
+        bail!("--keys-per-node {per}: give 2 to {fanout} for {}-byte nodes", a.node_size);
     }
     let leaves = a.keys.div_ceil(per as u64);
     let bar = ProgressBar::new(leaves);
@@ -74,7 +74,7 @@ pub struct NumsArgs {
 /// Writes `mib` MiB of u64 values uniform in [0, 1,000,000).
 pub fn nums(a: NumsArgs) -> Result<()> {
     if a.mib == 0 {
-        bail!("--mib must be at least 1");
+        bail!("--mib 0: give 1 or more MiB");
     }
     let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);

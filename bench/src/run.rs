@@ -12,7 +12,30 @@ use nvme::{DmaPool, Latency, PoolOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::btree::Superblock;
+use workloads::btree::{FormatError, Superblock};
+
+/// Most keys one range scan may cover: its reads stay far below the
+/// chain's hop limit even at 2 keys per node.
+const RANGE_KEYS_MAX: u64 = 1_000_000;
+/// Longest span a seconds flag takes (a day): more is a typo, and past
+/// `Duration`'s range it could not be timed at all.
+pub const SECONDS_MAX: f64 = 86_400.0;
+
+/// Parses a measured span: above 0 seconds, at most [`SECONDS_MAX`].
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= SECONDS_MAX => Ok(x),
+        _ => Err(format!("give seconds above 0, at most {SECONDS_MAX}")),
+    }
+}
+
+/// Parses a warm-up span: 0 seconds or more, at most [`SECONDS_MAX`].
+pub fn parse_warmup(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=SECONDS_MAX).contains(&x) => Ok(x),
+        _ => Err(format!("give seconds from 0 to {SECONDS_MAX}")),
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -34,10 +57,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub qd: u32,
     /// Seconds measured per point.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
     pub seconds: f64,
     /// Seconds of warm-up per point (not measured).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = parse_warmup)]
     pub warmup: f64,
     /// Device model for every engine: none, optane (3.2 us per 4 KiB), nand (80 us), or microseconds.
     /// Each read costs its engine's real software plus this device time: the kernel engines wait it
@@ -66,8 +89,8 @@ pub struct Args {
     /// block device of ours is in use).
     #[arg(long)]
     pub page_cache: bool,
-    /// Keys per range scan.
-    #[arg(long, default_value_t = 100)]
+    /// Keys per range scan (at most 1000000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=RANGE_KEYS_MAX))]
     pub range_keys: u64,
     /// Reactor threads of the userspace engines in reactor mode (one queue pair each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -113,7 +136,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     if args.workload.is_tree() {
         let Some(path) = args.db.clone() else { bail!("workload {} needs --db (make one with sfbench mkdb)", args.workload.name()) };
         let f = std::fs::File::open(&path).with_context(|| format!("opening the database {} (make one with sfbench mkdb)", path.display()))?;
-        let sb = Superblock::read(&f).with_context(|| format!("{}", path.display()))?;
+        let sb = Superblock::read(&f).map_err(|e| database_error(&path, e))?;
         let fs_label = fs_label(&path);
         Ok(Prepared { path, depth: u32::try_from(sb.depth).context("tree depth")?, data: Data::Tree(sb), nums: None, fs_label })
     } else {
@@ -124,6 +147,18 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         }
         let fs_label = fs_label(&path);
         Ok(Prepared { path, depth: 0, data: Data::Nums(bytes.len() as u64), nums: Some(bytes), fs_label })
+    }
+}
+
+/// A database that cannot be read, in the CLI's words: the fix is a
+/// command (the library names its builder function instead).
+fn database_error(path: &Path, e: FormatError) -> anyhow::Error {
+    match e {
+        FormatError::BadMagic { offset, found } => {
+            anyhow::anyhow!("{}: not a database made by sfbench mkdb (bad magic {found:#x} at offset {offset}); rebuild it with sfbench mkdb", path.display())
+        }
+        FormatError::Corrupt(why) => anyhow::anyhow!("{}: corrupt database: {why}; rebuild it with sfbench mkdb", path.display()),
+        FormatError::Io(e) => anyhow::Error::new(e).context(format!("reading the database {}", path.display())),
     }
 }
 

@@ -2,7 +2,7 @@
 //! binding an NVMe controller to a user-space driver and back.
 
 use anyhow::{bail, Result};
-use nvme::pci::{Bdf, Sysfs};
+use nvme::pci::{Bdf, PciError, Sysfs};
 use nvme::setup;
 
 #[derive(clap::Args, Debug)]
@@ -24,6 +24,19 @@ pub struct Args {
     reset: Option<String>,
 }
 
+/// Opens a PCIe controller for our driver. The library's fixes are in its
+/// words; the two a command fixes are said with the command.
+pub fn open_pci(bdf: &Bdf) -> Result<std::sync::Arc<nvme::pci::PciTransport>> {
+    match nvme::pci::open(bdf, &nvme::pci::OpenOptions::default()) {
+        Ok(t) => Ok(t),
+        Err(PciError::WrongDriver { driver, .. }) => bail!("{bdf} is bound to {driver}; give it to a user-space driver first: sudo sfbench setup --bind {bdf}"),
+        Err(PciError::NoHugepages) => {
+            bail!("no 2 MiB hugepages are free, and uio_pci_generic needs them (physically contiguous DMA memory); reserve some: sudo sfbench setup --hugemem 512")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     let before = setup::hugepages()?;
     match a.hugemem {
@@ -35,7 +48,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         Some(mb) => {
             let after = match setup::reserve(mb) {
-                Err(e @ setup::SetupError::NotRoot { .. }) => return Err(anyhow::Error::new(e).context(format!("run it as root: sudo sfbench setup --hugemem {mb}"))),
+                Err(setup::SetupError::NotRoot { .. }) => bail!("reserving {mb} MiB of hugepages needs root: sudo sfbench setup --hugemem {mb}"),
                 r => r?,
             };
             if after.total == before.total {

@@ -28,10 +28,10 @@ pub struct Args {
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// Seconds measured per point.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_parser = run::parse_seconds)]
     pub seconds: f64,
     /// Seconds of warm-up per point (not measured).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = run::parse_warmup)]
     pub warmup: f64,
     /// Device model applied to every engine (none, optane, nand, or microseconds).
     #[arg(long, default_value = "optane", value_parser = Latency::parse)]

@@ -314,8 +314,8 @@ fn perf_runs_every_engine_with_writes_verified() {
 #[test]
 fn perf_bad_options_are_clear_errors() {
     let cases: [(&[&str], &str); 9] = [
-        (&["-q", "5000", "--engines", "spdk-style"], "above the queue size"),
-        (&["-q", "5000", "--engines", "io_uring"], "above the queue size"),
+        (&["-q", "5000", "--engines", "spdk-style"], "give a queue depth from 1 to 4095"),
+        (&["-q", "5000", "--engines", "io_uring"], "give a queue depth from 1 to 4096"),
         (&["-o", "1000"], "multiple of the block size"),
         (&["--pci", "0000:00:04.0", "--engines", "spdk-style", "-w", "randwrite"], "--allow-write"),
         (&["--pci", "0000:00:04.0", "--engines", "spdk-style", "-w", "read", "--verify"], "--allow-write"),

@@ -50,9 +50,9 @@ pub enum FormatError {
     /// The caller's context says whether it was reading or writing.
     #[error(transparent)]
     Io(#[from] io::Error),
-    #[error("not a database made by `sfbench mkdb` (bad magic {found:#x} at offset {offset}); rebuild it with sfbench mkdb")]
+    #[error("not a B+-tree database of this format (bad magic {found:#x} at offset {offset}); rebuild it with btree::build_file")]
     BadMagic { offset: u64, found: u32 },
-    #[error("corrupt database: {0}; rebuild it with sfbench mkdb")]
+    #[error("corrupt database: {0}; rebuild it with btree::build_file")]
     Corrupt(String),
 }
 

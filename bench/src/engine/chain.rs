@@ -134,7 +134,7 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
     }
     let tracked = match TrackedFile::open(path) {
         Ok(t) => t,
-        Err(e) if choice == NsChoice::Auto => return identity(&format!("no extents: {e}")),
+        Err(e) if choice == NsChoice::Auto => return identity(&format!("no extents: {}", crate::with_causes(&e))),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("{}: the file's extents (FIEMAP) and device", path.display()))),
     };
     let source = tracked.device().path.clone();
@@ -278,7 +278,7 @@ fn pci_controller(bdf: &str, model: Latency, layout: &Layout) -> Result<(Arc<Con
     }
     let end = layout.map.extents().iter().map(|e| e.physical.0 + e.len).max().unwrap_or(0);
     let bdf = nvme::pci::Bdf::parse(bdf)?;
-    let t = nvme::pci::open(&bdf, &nvme::pci::OpenOptions::default())?;
+    let t = crate::setup::open_pci(&bdf)?;
     let name = nvme::Transport::name(&*t);
     let ctrl = Arc::new(Controller::attach(t).with_context(|| format!("bringing up the controller at {bdf}"))?);
     let ns = ctrl.namespace(1).context("namespace 1 of the PCIe controller")?;

@@ -104,10 +104,10 @@ pub struct Args {
     #[arg(short = 'M', long = "rwmixread", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub mix: Option<u8>,
     /// -t: seconds measured per point.
-    #[arg(short = 't', long = "time", default_value_t = 5.0)]
+    #[arg(short = 't', long = "time", default_value_t = 5.0, value_parser = crate::run::parse_seconds)]
     pub time: f64,
     /// -a: seconds of warm-up per point (not measured).
-    #[arg(short = 'a', long = "warmup", default_value_t = 0.5)]
+    #[arg(short = 'a', long = "warmup", default_value_t = 0.5, value_parser = crate::run::parse_warmup)]
     pub warmup: f64,
     /// -F: Zipf theta for the random patterns (offsets drawn with Zipf's law instead of uniformly).
     #[arg(short = 'F', long = "zipf")]
@@ -222,15 +222,21 @@ fn validate(a: &Args) -> Result<()> {
     if let Some(t) = a.threads.iter().find(|&&t| t == 0 || t > THREADS_MAX) {
         bail!("-c/--threads {t}: give 1 to {THREADS_MAX} threads");
     }
-    if a.qd.contains(&0) {
-        bail!("-q 0: the queue depth is at least 1");
-    }
+    // The deepest queue every chosen engine holds, and which one sets it.
     let emu_qd_max = nvme::EmuConfig::default().max_queue_entries.min(u32::from(nvme::controller::IO_DEPTH_MAX)) - 1;
-    if let Some(q) = a.qd.iter().find(|&&q| q > emu_qd_max && a.pci.is_none() && a.engines.contains(&EngineKind::SpdkStyle)) {
-        bail!("-q {q}: above the queue size: a queue pair of the emulated controller holds at most {emu_qd_max} commands");
+    let uring_qd_max = u32::try_from(SLOTS_MAX).unwrap_or(u32::MAX);
+    let mut qd_max = (u32::MAX, "");
+    if a.pci.is_none() && a.engines.contains(&EngineKind::SpdkStyle) {
+        qd_max = (emu_qd_max, "a queue pair of the emulated controller holds");
     }
-    if let Some(q) = a.qd.iter().find(|&&q| q as usize > SLOTS_MAX && a.engines.contains(&EngineKind::IoUring)) {
-        bail!("-q {q}: above the queue size: an io_uring ring here holds at most {SLOTS_MAX} I/Os");
+    if a.engines.contains(&EngineKind::IoUring) && uring_qd_max < qd_max.0 {
+        qd_max = (uring_qd_max, "an io_uring ring here holds");
+    }
+    if let Some(q) = a.qd.iter().find(|&&q| q == 0 || q > qd_max.0) {
+        match qd_max {
+            (u32::MAX, _) => bail!("-q {q}: give a queue depth of 1 or more"),
+            (max, what) => bail!("-q {q}: give a queue depth from 1 to {max} ({what} at most {max} I/Os)"),
+        }
     }
     if a.io_size == 0 || a.io_size % 512 != 0 {
         bail!("-o {}: the I/O size must be a multiple of the block size (512 bytes or the device's logical block)", a.io_size);
@@ -248,11 +254,6 @@ fn validate(a: &Args) -> Result<()> {
         if !(f.is_finite() && f > 0.0) {
             bail!("-F {f}: the Zipf theta must be above 0");
         }
-    }
-    let time_ok = a.time.is_finite() && a.time > 0.0;
-    let warmup_ok = a.warmup.is_finite() && a.warmup >= 0.0;
-    if !time_ok || !warmup_ok {
-        bail!("-t must be above 0 seconds and -a at least 0");
     }
     let writes = a.pattern.read_pct(a.mix) < 100 || a.verify;
     if writes && a.pci.is_some() && !a.allow_write {

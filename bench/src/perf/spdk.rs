@@ -132,7 +132,7 @@ pub fn pci(bdf: &str, write: bool) -> Result<Device> {
         // As `sfbench setup --bind` does: a mounted namespace is never overwritten.
         nvme::pci::Sysfs::default().check_not_mounted(&bdf)?;
     }
-    let t = nvme::pci::open(&bdf, &nvme::pci::OpenOptions::default())?;
+    let t = crate::setup::open_pci(&bdf)?;
     let name = Transport::name(&*t);
     let ctrl = Arc::new(Controller::attach(t).with_context(|| format!("bringing up the controller at {bdf}"))?);
     let ns = ctrl.namespace(1).context("namespace 1 of the PCIe controller")?;
