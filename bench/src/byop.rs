@@ -117,7 +117,7 @@ pub fn run(a: Args) -> Result<()> {
     let func = match Function::bpf(&object, a.section.as_deref(), a.data_size, engine) {
         Ok(f) => f,
         Err(e) => {
-            let mut msg = format!("{}: {}", a.prog.display(), crate::with_causes(&e));
+            let mut msg = format!("{}: {}", a.prog.display(), ebpf_runtime::with_causes(&e));
             if matches!(e, chaining::function::FunctionError::Vm(ebpf_runtime::vm::VmError::Rejected(_))) {
                 match data_size_needed(&object, a.section.as_deref(), a.data_size) {
                     Some(n) => msg.push_str(&format!(

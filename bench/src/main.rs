@@ -82,16 +82,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-/// An error and its causes on one line ("a: b: c"), for an error that is
-/// turned into text.
-pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}

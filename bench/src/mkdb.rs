@@ -36,12 +36,22 @@ pub fn run(a: Args) -> Result<btree::Superblock> {
     if !(2..=fanout).contains(&per) {
         bail!("--keys-per-node {per}: give 2 to {fanout} for {}-byte nodes", a.node_size);
     }
+    if a.keys > btree::keys_max(per) {
+        bail!("--keys {}: give at most {} keys at {per} keys per node (the builder holds at most {} leaves)", a.keys, btree::keys_max(per), btree::LEAVES_MAX);
+    }
     let leaves = a.keys.div_ceil(per as u64);
     let bar = ProgressBar::new(leaves);
     bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} leaves ({eta})").map_err(|e| anyhow::anyhow!("{e}"))?.progress_chars("=> "));
     bar.set_message(format!("mkdb {}", a.out.display()));
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = a.out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Leaves, the inner levels above them (at most one node per
+    // `per - 1` below) and the superblock.
+    let need = (leaves + leaves.div_ceil(per as u64 - 1) + 1) * a.node_size as u64;
+    if let Some(free) = free_bytes(dir) {
+        if need > free {
+            bail!("--keys {}: the database needs {:.1} GiB and {} has {:.1} GiB free; give fewer keys or another --out", a.keys, gib(need), dir.display(), gib(free));
+        }
     }
     let sb = btree::build_file(&a.out, a.keys, a.node_size, per, a.seed, |n| bar.set_position(n)).with_context(|| format!("writing {}", a.out.display()))?;
     bar.finish_and_clear();
@@ -57,6 +67,27 @@ pub fn run(a: Args) -> Result<btree::Superblock> {
         bytes as f64 / f64::from(1u32 << 20)
     );
     Ok(sb)
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 30)
+}
+
+/// Bytes free to an unprivileged writer on the file system holding `dir`
+/// (or the nearest existing ancestor); `None` when that cannot be told.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    let c = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is a writable statvfs
+    // the call fills in full when it returns 0.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let st = unsafe { st.assume_init() };
+    st.f_bavail.checked_mul(st.f_frsize)
 }
 
 #[derive(clap::Args, Debug)]

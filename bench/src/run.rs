@@ -159,6 +159,7 @@ fn database_error(path: &Path, e: FormatError) -> anyhow::Error {
         }
         FormatError::Corrupt(why) => anyhow::anyhow!("{}: corrupt database: {why}; rebuild it with sfbench mkdb", path.display()),
         FormatError::Io(e) => anyhow::Error::new(e).context(format!("reading the database {}", path.display())),
+        e @ FormatError::Unbuildable(_) => anyhow::Error::new(e).context(path.display().to_string()),
     }
 }
 
@@ -338,9 +339,13 @@ fn note_once(line: &str) {
 
 /// Checks sampled answers against the reference traversal; fails loudly.
 fn check(engine: EngineKind, p: &Prepared, samples: &[(workload::Op, workload::Answer)]) -> Result<()> {
-    let f = std::fs::File::open(&p.path)?;
+    let f = std::fs::File::open(&p.path).with_context(|| format!("opening {} to check answers", p.path.display()))?;
     for (op, got) in samples {
-        let want = workload::reference(*op, &p.data, &f, p.nums.as_deref())?;
+        // A database that went bad under the run is said as at start-up.
+        let want = workload::reference(*op, &p.data, &f, p.nums.as_deref()).map_err(|e| match e.downcast::<FormatError>() {
+            Ok(fe) => database_error(&p.path, fe),
+            Err(e) => e,
+        })?;
         if *got != want {
             bail!("ANSWER MISMATCH: {} answered {got:?} for {op:?}; the reference traversal says {want:?}", engine.name());
         }

@@ -311,7 +311,18 @@ fn mkdb_and_mknums_refuse_nonsense_sizes_with_the_valid_range() {
     assert_eq!(error_of(&["mkdb", "--out", o, "--keys", "10", "--keys-per-node", "1"]), "error: --keys-per-node 1: give 2 to 255 for 4096-byte nodes");
     assert_eq!(error_of(&["mkdb", "--out", o, "--keys", "10", "--node-size", "512", "--keys-per-node", "32"]), "error: --keys-per-node 32: give 2 to 31 for 512-byte nodes");
     assert_eq!(error_of(&["mknums", "--out", s(&d.join("n.bin")), "--mib", "0"]), "error: --mib 0: give 1 or more MiB");
+    assert_eq!(
+        error_of(&["mkdb", "--out", o, "--keys", "18446744073709551615"]),
+        "error: --keys 18446744073709551615: give at most 17112760320 keys at 255 keys per node (the builder holds at most 67108864 leaves)"
+    );
     assert!(!out.exists());
+    // The most keys the builder takes need about 257 GiB of 4 KiB nodes:
+    // more than a RAM file system holds, so the run stops before writing.
+    let shm = Path::new("/dev/shm").join(format!("sfbench-errors-{}.sfe", std::process::id()));
+    let e = error_of(&["mkdb", "--out", s(&shm), "--keys", "17112760320"]);
+    assert!(e.starts_with("error: --keys 17112760320: the database needs 257.0 GiB and /dev/shm has "), "{e}");
+    assert!(e.ends_with(" GiB free; give fewer keys or another --out"), "{e}");
+    assert!(!shm.exists());
     let _ = std::fs::remove_dir_all(&d);
 }
 

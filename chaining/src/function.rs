@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use ebpf_runtime::vm::{Engine, Instance};
-use ebpf_runtime::{Program, XrpContext};
+use ebpf_runtime::{with_causes, Program, XrpContext};
 
 use crate::reactor::FunctionFactory;
 
@@ -96,17 +96,4 @@ impl Function {
             }
         }
     }
-}
-
-/// An error and its causes on one line ("a: b: c"): a failed call travels
-/// as text in the chain's status.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -20,6 +20,7 @@ use crate::queue::{Callback, ChainLimits, ChainQueue, QueueConfig};
 use crate::request::{ChainRequest, ProgId};
 use crate::status::ChainOutcome;
 use crate::tenant::TenantConfig;
+use ebpf_runtime::with_causes;
 use fs_extents::{Registry, TenantId};
 use nvme::Controller;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -258,7 +259,7 @@ fn reactor_main(
     let setup = || -> Result<ChainQueue, String> {
         let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
         for (i, f) in functions.iter().enumerate() {
-            let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| e.to_string())?;
+            let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| with_causes(&e))?;
             debug_assert_eq!(Ok(id), u32::try_from(i).map(ProgId));
         }
         for (t, c) in &cfg.tenants {
@@ -300,7 +301,7 @@ fn reactor_main(
             Err(e) => {
                 let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
                 if f.is_none() {
-                    *f = Some(e.to_string());
+                    *f = Some(with_causes(&e));
                 }
                 0
             }
@@ -324,17 +325,4 @@ fn reactor_main(
             idle = 0;
         }
     }
-}
-
-/// An error and its causes on one line ("a: b: c"), for errors that travel
-/// as text (a reactor's start-up failure).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -7,6 +7,7 @@ use crate::asm;
 use crate::insn::{self, Insn};
 use crate::loader::Program;
 use crate::vm::{self, Engine};
+use crate::with_causes;
 
 /// One test vector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,18 +195,6 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
             u8::from_str_radix(s, 16).map_err(|_| format!("bad hex byte `{s}`"))
         })
         .collect()
-}
-
-/// An error and its causes on one line ("a: b: c"): the plugin answers in text.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -37,3 +37,18 @@ pub mod vm;
 pub use context::XrpContext;
 pub use loader::Program;
 pub use vm::{Engine, Instance, Outcome};
+
+/// An error and its causes on one line ("a: b: c"), for an error that
+/// travels as text (a chain's status, a plugin's answer, a C caller's last
+/// error). Every error type of the workspace says a cause either in its
+/// message or as its source, never both, so nothing here is repeated.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

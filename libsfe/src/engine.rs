@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::files::Files;
 use chaining::{ChainOutcome, ChainQueue, ChainRequest, Function, ProgId, QueueConfig, SCRATCH_SIZE};
 use ebpf_runtime::vm::Engine as VmEngine;
+use ebpf_runtime::with_causes;
 use fs_extents::FileOffset;
 use fs_extents::{FileId, Registry, TenantId};
 use nvme::dma::PoolOptions;
@@ -76,13 +77,13 @@ impl Engine {
             None => {
                 let backing = Backing::file_read_only(&o.device).map_err(|source| Error::Device { path: device_path.clone(), source })?;
                 let cfg = EmuConfig { block_size: EMU_BLOCK_BYTES, dma: PoolOptions { limit_bytes: dma_bytes, allow_fallback: true }, ..EmuConfig::default() };
-                let emu = EmulatedController::new(backing, cfg).map_err(|e| Error::Start(format!("emulated controller over {device_path}: {}", said_once(&e))))?;
-                Controller::attach(Arc::new(emu)).map_err(|e| Error::Start(said_once(&e)))?
+                let emu = EmulatedController::new(backing, cfg).map_err(|e| Error::Start(format!("emulated controller over {device_path}: {}", with_causes(&e))))?;
+                Controller::attach(Arc::new(emu)).map_err(|e| Error::Start(with_causes(&e)))?
             }
             Some(bdf) => {
-                let b = nvme::pci::Bdf::parse(bdf).map_err(|e| Error::Start(said_once(&e)))?;
-                let t = nvme::pci::open(&b, &nvme::pci::OpenOptions { dma_limit: dma_bytes, ..Default::default() }).map_err(|e| Error::Start(said_once(&e)))?;
-                Controller::attach(t).map_err(|e| Error::Start(format!("bringing up {bdf}: {}", said_once(&e))))?
+                let b = nvme::pci::Bdf::parse(bdf).map_err(|e| Error::Start(with_causes(&e)))?;
+                let t = nvme::pci::open(&b, &nvme::pci::OpenOptions { dma_limit: dma_bytes, ..Default::default() }).map_err(|e| Error::Start(with_causes(&e)))?;
+                Controller::attach(t).map_err(|e| Error::Start(format!("bringing up {bdf}: {}", with_causes(&e))))?
             }
         };
         let registry = Arc::new(Registry::new());
@@ -118,7 +119,7 @@ impl Engine {
         }
         // Verified here once, so the caller hears about a rejection now; each
         // thread instantiates (and verifies again) on its first chain.
-        Function::bpf(&object, section.as_deref(), data_size, VmEngine::Jit).map_err(|e| Error::ProgRejected(said_once(&e)))?;
+        Function::bpf(&object, section.as_deref(), data_size, VmEngine::Jit).map_err(|e| Error::ProgRejected(with_causes(&e)))?;
         let mut progs = self.progs.write().unwrap_or_else(|p| p.into_inner());
         let id = i32::try_from(progs.len()).map_err(|_| Error::Invalid { what: "program", why: "too many programs loaded".into() })?;
         progs.push(Some(Arc::new(ProgSpec { object, section, data_size })));
@@ -268,7 +269,7 @@ impl ThreadQueue {
         if let Some(id) = self.progs[i] {
             return Ok((id, spec.data_size));
         }
-        let f = Function::bpf(&spec.object, spec.section.as_deref(), spec.data_size, VmEngine::Jit).map_err(|e| Error::ProgRejected(said_once(&e)))?;
+        let f = Function::bpf(&spec.object, spec.section.as_deref(), spec.data_size, VmEngine::Jit).map_err(|e| Error::ProgRejected(with_causes(&e)))?;
         let id = self.q.add_function(f)?;
         self.progs[i] = Some(id);
         Ok((id, spec.data_size))
@@ -335,18 +336,4 @@ fn with_queue<T>(engine: &Arc<Engine>, f: impl FnOnce(&mut ThreadQueue) -> Resul
         };
         f(&mut qs[i])
     })
-}
-
-/// An error's message with its sources ("a: b: c"), each said once: the
-/// error types say a cause either in their message or as their source,
-/// never both, so nothing needs to be left out here.
-pub fn said_once(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

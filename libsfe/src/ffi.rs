@@ -5,9 +5,10 @@
 //! `catch_unwind`, a panic is reported as -EFAULT with its message).
 #![allow(non_camel_case_types)]
 
-use crate::engine::{said_once, Dest, Engine, Options, Read};
+use crate::engine::{Dest, Engine, Options, Read};
 use crate::error::{chain_errno, Error, SfeStatus};
 use chaining::{ChainOutcome, SCRATCH_SIZE};
+use ebpf_runtime::with_causes;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
@@ -69,7 +70,7 @@ fn guard(f: impl FnOnce() -> Result<i64, Error>) -> i64 {
                 Error::Chain(s) => SfeStatus::of(s),
                 _ => SfeStatus::SFE_STATUS_NOT_STARTED,
             };
-            set_last(status, &said_once(&e));
+            set_last(status, &with_causes(&e));
             -i64::from(e.errno())
         }
     }

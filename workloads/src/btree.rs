@@ -30,6 +30,15 @@ pub const NODE_SIZES: [usize; 2] = [4096, 512];
 pub const DEPTH_MAX: u64 = 64;
 /// How many leaf entries the builder reserves room for up front.
 const LEVEL_RESERVE_MAX: usize = 1 << 20;
+/// Most leaves [`build`] makes: it keeps 16 bytes per leaf in memory while
+/// it builds the level above (1 GiB at this maximum), and the file is at
+/// least this many nodes (256 GiB of 4 KiB nodes).
+pub const LEAVES_MAX: u64 = 1 << 26;
+
+/// Most keys [`build`] takes at `per` keys per leaf.
+pub const fn keys_max(per: usize) -> u64 {
+    LEAVES_MAX * per as u64
+}
 
 // Scratch words of the three workloads (sfe_btree.h).
 pub const LK_KEY: usize = 0;
@@ -54,6 +63,9 @@ pub enum FormatError {
     BadMagic { offset: u64, found: u32 },
     #[error("corrupt database: {0}; rebuild it with btree::build_file")]
     Corrupt(String),
+    /// What [`build`] was asked for cannot be built.
+    #[error("cannot build that database: {0}")]
+    Unbuildable(String),
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -143,10 +155,15 @@ pub fn key_at(i: u64) -> u64 {
 /// at most `max_keys` keys per node. Calls `progress(leaves_written)`.
 pub fn build<W: Write>(out: &mut W, n: u64, node_size: usize, max_keys: usize, seed: u64, mut progress: impl FnMut(u64)) -> Result<Superblock, FormatError> {
     let f = fanout(node_size);
-    assert!(NODE_SIZES.contains(&node_size), "node size must be 4096 or 512");
+    if !NODE_SIZES.contains(&node_size) {
+        return Err(FormatError::Unbuildable(format!("{node_size}-byte nodes; the node size is 4096 or 512")));
+    }
     let per = max_keys.clamp(2, f);
     if n == 0 {
-        return Err(FormatError::Corrupt("a database needs at least one key".into()));
+        return Err(FormatError::Unbuildable("a database needs at least one key".into()));
+    }
+    if n > keys_max(per) {
+        return Err(FormatError::Unbuildable(format!("{n} keys at {per} per leaf; at most {} (LEAVES_MAX leaves)", keys_max(per))));
     }
     let mut node = vec![0u8; node_size];
     // Node 0 is the superblock, written last by the caller's seek... we
@@ -453,6 +470,20 @@ mod tests {
         assert_eq!(def("SFE_ERR_BAD_NODE"), ERR_BAD_NODE);
         assert_eq!(fanout(4096), 255);
         assert_eq!(fanout(512), 31);
+    }
+
+    #[test]
+    fn build_refuses_what_it_cannot_build_before_writing() {
+        let mut out = Vec::new();
+        for (n, ns, per) in [(0, 4096, 255), (10, 1000, 8), (keys_max(8) + 1, 4096, 8)] {
+            let e = build(&mut out, n, ns, per, 1, |_| {}).unwrap_err();
+            assert!(matches!(e, FormatError::Unbuildable(_)), "{e}");
+        }
+        assert!(out.is_empty());
+        assert_eq!(
+            build(&mut out, u64::MAX, 512, 31, 1, |_| {}).unwrap_err().to_string(),
+            format!("cannot build that database: {} keys at 31 per leaf; at most {} (LEAVES_MAX leaves)", u64::MAX, LEAVES_MAX * 31)
+        );
     }
 
     #[test]

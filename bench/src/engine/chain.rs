@@ -134,7 +134,7 @@ pub fn layout(path: &Path, choice: NsChoice) -> Result<Layout> {
     }
     let tracked = match TrackedFile::open(path) {
         Ok(t) => t,
-        Err(e) if choice == NsChoice::Auto => return identity(&format!("no extents: {}", crate::with_causes(&e))),
+        Err(e) if choice == NsChoice::Auto => return identity(&format!("no extents: {}", ebpf_runtime::with_causes(&e))),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("{}: the file's extents (FIEMAP) and device", path.display()))),
     };
     let source = tracked.device().path.clone();

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ebpf_runtime::context::{FANOUT_MAX, SCRATCH_SIZE};
-use ebpf_runtime::{conformance, gate, loader, Engine, Instance, Program};
+use ebpf_runtime::{conformance, gate, loader, with_causes, Engine, Instance, Program};
 
 /// Data block size `verify` assumes unless told (one 4 KiB block).
 const DATA_SIZE_DEFAULT: u32 = 4096;
@@ -98,19 +98,6 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
 
 fn load(object: &PathBuf, section: Option<&str>) -> Result<Program, String> {
     Program::load(&read(object)?, section).map_err(|e| format!("{}: {}", object.display(), with_causes(&e)))
-}
-
-/// An error and its causes on one line ("a: b: c"), each said once (the
-/// library's messages leave their causes to the chain).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 fn main() -> ExitCode {
