@@ -35,12 +35,16 @@ struct Fx {
 
 /// Device block `b` starts with the u64 `b + 1` (never zero).
 fn fixture(dma: PoolOptions) -> Fx {
+    fixture_with(EmuConfig { dma, ..EmuConfig::default() })
+}
+
+fn fixture_with(cfg: EmuConfig) -> Fx {
     let mut image = vec![0u8; 1 << 20];
     for b in 0..(image.len() as u64 / BLOCK) {
         let at = (b * BLOCK) as usize;
         image[at..at + 8].copy_from_slice(&(b + 1).to_le_bytes());
     }
-    let emu = Arc::new(EmulatedController::new(Backing::memory_from(image), EmuConfig { dma, ..EmuConfig::default() }).unwrap());
+    let emu = Arc::new(EmulatedController::new(Backing::memory_from(image), cfg).unwrap());
     let ctrl = Arc::new(Controller::attach(emu.clone()).unwrap());
     let ext = |logical: u64, physical: u64, blocks: u64| Extent {
         logical: FileOffset(logical * BLOCK),
@@ -283,7 +287,7 @@ fn a_failed_reactor_queue_is_reported_through_the_engine() {
     let fx = fixture(PoolOptions::default());
     fx.emu.inject_completion_fault(Fx::lbas(2), CompletionFault::CorruptCid);
     let f: FunctionFactory = Arc::new(|| Ok(one_shot()));
-    let cfg = EngineConfig { reactors: 1, pin_reactors: false, limits: limits(), ..EngineConfig::default() };
+    let cfg = EngineConfig { reactors: 1, pin_reactors: false, limits: limits(), recover_every: None, ..EngineConfig::default() };
     let engine = Engine::start(fx.ctrl.clone(), fx.registry.clone(), vec![f], cfg).unwrap();
     assert_eq!(engine.queue_failure(0), None);
     let o = engine.run(fx.req(2, ProgId(0))).unwrap();
@@ -298,8 +302,97 @@ fn a_failed_reactor_queue_is_reported_through_the_engine() {
         std::thread::sleep(Duration::from_millis(1));
     };
     assert!(msg.contains("not in flight"), "{msg}");
-    // Later chains on that reactor end at once.
+    // Without recovery, later chains on that reactor end at once.
     assert!(matches!(engine.run(fx.req(3, ProgId(0))).unwrap().status, ChainStatus::QueueFailed(_)));
+    assert_eq!(engine.recoveries(0), 0);
+}
+
+/// Runs chains on blocks 3, 4, ... until `n` in a row end `Done` with the
+/// right data; returns the statuses of the rest. Bounded by [`WAIT`].
+fn until_done_in_a_row(engine: &Engine, fx: &Fx, n: usize) -> Vec<ChainStatus> {
+    let (t0, mut in_a_row, mut others) = (Instant::now(), 0, Vec::new());
+    for b in (3..16u64).cycle() {
+        let o = engine.run(fx.req(b, ProgId(0))).unwrap();
+        if o.status.is_done() {
+            assert_eq!(o.scratch_u64(0), b + 1, "block {b}");
+            in_a_row += 1;
+            if in_a_row == n {
+                return others;
+            }
+        } else {
+            in_a_row = 0;
+            others.push(o.status);
+        }
+        assert!(t0.elapsed() < WAIT, "the engine came back: {others:?}");
+    }
+    unreachable!("cycle() never ends")
+}
+
+#[test]
+fn a_reactor_replaces_a_queue_pair_that_failed() {
+    // One queue id only: the failed pair must give its id back before the
+    // new one is made.
+    let fx = fixture_with(EmuConfig { io_queues: 1, ..EmuConfig::default() });
+    fx.emu.inject_completion_fault(Fx::lbas(2), CompletionFault::CorruptCid);
+    let f: FunctionFactory = Arc::new(|| Ok(one_shot()));
+    let cfg = EngineConfig { reactors: 1, pin_reactors: false, limits: limits(), ..EngineConfig::default() };
+    let engine = Engine::start(fx.ctrl.clone(), fx.registry.clone(), vec![f], cfg).unwrap();
+    let o = engine.run(fx.req(2, ProgId(0))).unwrap();
+    assert!(matches!(o.status, ChainStatus::QueueFailed(nvme::QueueFailure::BogusCompletion { .. })), "{:?}", o.status);
+    // The reactor rebuilt its queue pair before taking the next chain.
+    assert_eq!(until_done_in_a_row(&engine, &fx, 4), []);
+    assert_eq!(engine.recoveries(0), 1);
+    assert!(engine.queue_failure(0).is_some_and(|m| m.contains("not in flight")));
+    assert_eq!(fx.ctrl.resets(), 0, "a bogus completion needs a new queue pair, not a reset");
+}
+
+#[test]
+fn a_fatal_controller_is_reset_once_and_every_reactor_comes_back() {
+    let fx = fixture(PoolOptions::default());
+    let f: FunctionFactory = Arc::new(|| Ok(one_shot()));
+    let cfg = EngineConfig { reactors: 2, pin_reactors: false, limits: limits(), ..EngineConfig::default() };
+    let engine = Engine::start(fx.ctrl.clone(), fx.registry.clone(), vec![f], cfg).unwrap();
+    assert_eq!(until_done_in_a_row(&engine, &fx, 2), []);
+    fx.emu.set_fatal();
+    let o = engine.run(fx.req(3, ProgId(0))).unwrap();
+    assert!(matches!(o.status, ChainStatus::QueueFailed(_)), "{:?}", o.status);
+    // Chains round-robin over both reactors: a run of Done is both back.
+    let failed = until_done_in_a_row(&engine, &fx, 6);
+    assert!(failed.iter().all(|s| matches!(s, ChainStatus::QueueFailed(_))), "{failed:?}");
+    assert_eq!(fx.ctrl.resets(), 1, "one reset serves both reactors");
+    assert_eq!(engine.recoveries(0) + engine.recoveries(1), 2);
+    assert!(!fx.ctrl.is_failed());
+}
+
+#[test]
+fn a_reactor_without_a_queue_pair_ends_chains_at_once_and_tries_again_later() {
+    let fx = fixture(PoolOptions::default());
+    fx.emu.inject_completion_fault(Fx::lbas(2), CompletionFault::CorruptCid);
+    // The function can be made at start, then not twice (both tries of the
+    // first rebuild), then again.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    let f: FunctionFactory = Arc::new(move || match c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        1 | 2 => Err("not now".into()),
+        _ => Ok(one_shot()),
+    });
+    let gap = Duration::from_secs(2);
+    let cfg = EngineConfig { reactors: 1, pin_reactors: false, limits: limits(), recover_every: Some(gap), ..EngineConfig::default() };
+    let engine = Engine::start(fx.ctrl.clone(), fx.registry.clone(), vec![f], cfg).unwrap();
+    let t0 = Instant::now();
+    assert!(matches!(engine.run(fx.req(2, ProgId(0))).unwrap().status, ChainStatus::QueueFailed(_)));
+    let o = engine.run(fx.req(3, ProgId(0))).unwrap();
+    assert!(matches!(o.status, ChainStatus::QueueFailed(nvme::QueueFailure::BogusCompletion { .. })), "{:?}", o.status);
+    assert!(t0.elapsed() < gap, "ended at once, not after the next try");
+    let msg = engine.queue_failure(0).unwrap();
+    assert!(msg.contains("not in flight") && msg.ends_with("; building a new queue pair failed: function 0: not now"), "{msg}");
+    assert_eq!(engine.recoveries(0), 0);
+    // Chains end QueueFailed until the second try, one gap later, works.
+    let failed = until_done_in_a_row(&engine, &fx, 2);
+    assert!(failed.iter().all(|s| matches!(s, ChainStatus::QueueFailed(_))), "{failed:?}");
+    assert!(t0.elapsed() >= gap, "the second try waited for the gap");
+    assert_eq!(engine.recoveries(0), 1);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4, "start, two failed tries, one that worked");
 }
 
 #[test]

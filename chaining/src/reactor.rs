@@ -9,25 +9,30 @@
 //! most [`INTAKE_PER_POLL_MAX`] per poll, never past
 //! [`ChainLimits::chains_max`]): the rest wait in the bounded channel, and a
 //! client submitting to a full channel waits. A queue pair that fails is
-//! reported through [`Engine::queue_failure`]; its chains end with
-//! [`crate::ChainStatus::QueueFailed`], as does every chain sent to that
-//! reactor afterwards. [`Engine::try_submit`] never waits: when every
-//! reactor's channel is full it hands the chain back with
-//! [`EngineError::Busy`].
+//! reported through [`Engine::queue_failure`] and its chains end with
+//! [`crate::ChainStatus::QueueFailed`]. Then the reactor builds itself a
+//! new queue pair ([`EngineConfig::recover_every`]), resetting the
+//! controller first when the controller itself failed (fatal status, not
+//! ready, or no answer to commands and their aborts); one reset serves every
+//! reactor ([`Controller::reset_unless_reset_since`]), whose old queue pairs then fail with `ControllerReset` and are
+//! rebuilt the same way. Chains that reach a reactor while it has no working
+//! queue pair end at once with `QueueFailed`, never wait.
+//! [`Engine::try_submit`] never waits: when every reactor's channel is full
+//! it hands the chain back with [`EngineError::Busy`].
 
 use crate::function::Function;
-use crate::queue::{Callback, ChainLimits, ChainQueue, QueueConfig};
+use crate::queue::{Callback, ChainError, ChainLimits, ChainQueue, QueueConfig};
 use crate::request::{ChainRequest, ProgId};
-use crate::status::ChainOutcome;
+use crate::status::{ChainOutcome, ChainStatus};
 use crate::tenant::TenantConfig;
 use ebpf_runtime::with_causes;
 use fs_extents::{Registry, TenantId};
-use nvme::Controller;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use nvme::{Controller, QueueError, QueueFailure};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Makes a function on the reactor thread that runs it. For BPF, use
 /// [`Function::bpf_factory`]: every reactor then runs one shared instance
@@ -40,6 +45,8 @@ pub type FunctionFactory = Arc<dyn Fn() -> Result<Function, String> + Send + Syn
 pub const INTAKE_PER_POLL_MAX: usize = 256;
 /// How long an idle reactor sleeps on its channel before polling again.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);
+/// Default of [`EngineConfig::recover_every`].
+pub const RECOVER_EVERY_DEFAULT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -59,6 +66,12 @@ pub struct EngineConfig {
     pub pin_reactors: bool,
     /// Limits of each reactor's queue (chains, backlogs, read deadline).
     pub limits: ChainLimits,
+    /// A reactor whose queue pair failed builds a new one (resetting the
+    /// controller first if the controller failed) at once, and again at
+    /// most once per this long if the new one fails too or cannot be made;
+    /// meanwhile its chains end `QueueFailed`. `None`: a failed reactor
+    /// stays failed until the engine is stopped.
+    pub recover_every: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +85,7 @@ impl Default for EngineConfig {
             idle_polls: 2000,
             pin_reactors: true,
             limits: ChainLimits::default(),
+            recover_every: Some(RECOVER_EVERY_DEFAULT),
         }
     }
 }
@@ -112,8 +126,8 @@ pub struct Engine {
     senders: Vec<SyncSender<Msg>>,
     threads: Vec<JoinHandle<()>>,
     next: AtomicUsize,
-    /// Per reactor: why its queue pair failed, once it has.
-    failures: Arc<[Mutex<Option<String>>]>,
+    /// Per reactor: its failures and recoveries.
+    health: Arc<[Health]>,
     channel_capacity: usize,
 }
 
@@ -130,11 +144,11 @@ impl Engine {
         if cfg.reactors == 0 {
             return Err(EngineError::NoReactors);
         }
-        let failures: Arc<[Mutex<Option<String>>]> = (0..cfg.reactors).map(|_| Mutex::new(None)).collect();
+        let health: Arc<[Health]> = (0..cfg.reactors).map(|_| Health::default()).collect();
         let channel_capacity = cfg.channel_capacity.max(1);
-        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), failures: failures.clone(), channel_capacity };
+        let mut engine = Engine { senders: Vec::new(), threads: Vec::new(), next: AtomicUsize::new(0), health: health.clone(), channel_capacity };
         for r in 0..cfg.reactors {
-            let failures = failures.clone();
+            let health = health.clone();
             let (tx, rx) = mpsc::sync_channel(channel_capacity);
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
             let (ctrl, registry, functions, cfg2) = (ctrl.clone(), registry.clone(), functions.clone(), cfg.clone());
@@ -146,7 +160,7 @@ impl Engine {
                         // Best effort: an unpinned reactor still works, only with more jitter.
                         let _ = core_affinity::set_for_current(c);
                     }
-                    reactor_main(ctrl, registry, functions, cfg2, rx, ready_tx, &failures[r])
+                    reactor_main(Reactor { ctrl, registry, functions, cfg: cfg2, health: &health[r] }, rx, ready_tx)
                 })
                 .map_err(|e| EngineError::Start { reactor: r, message: e.to_string() })?;
             engine.threads.push(thread);
@@ -164,10 +178,17 @@ impl Engine {
         self.senders.len()
     }
 
-    /// Why reactor `reactor`'s queue pair failed, if it has (its chains
-    /// ended with `QueueFailed`).
+    /// Why reactor `reactor`'s queue pair last failed, if it ever has (the
+    /// chains on it then ended with `QueueFailed`), and why rebuilding it
+    /// failed, if it did.
     pub fn queue_failure(&self, reactor: usize) -> Option<String> {
-        self.failures.get(reactor).and_then(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        self.health.get(reactor).and_then(|h| h.failure.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// How many times reactor `reactor` replaced a failed queue pair with a
+    /// working one.
+    pub fn recoveries(&self, reactor: usize) -> u64 {
+        self.health.get(reactor).map_or(0, |h| h.recoveries.load(Ordering::Relaxed))
     }
 
     /// Hands a chain to a reactor (round-robin); `done` runs on the reactor
@@ -247,18 +268,34 @@ fn pin_core(cfg: &EngineConfig, r: usize) -> Option<core_affinity::CoreId> {
     cores.get(cores.len() - 1 - r).copied()
 }
 
-fn reactor_main(
+/// What a reactor reports to its engine.
+#[derive(Default)]
+struct Health {
+    failure: Mutex<Option<String>>,
+    recoveries: AtomicU64,
+}
+
+impl Health {
+    fn set_failure(&self, message: String) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+}
+
+/// What a reactor thread works with.
+struct Reactor<'a> {
     ctrl: Arc<Controller>,
     registry: Arc<Registry>,
     functions: Vec<FunctionFactory>,
     cfg: EngineConfig,
-    rx: Receiver<Msg>,
-    ready: SyncSender<Result<(), String>>,
-    failure: &Mutex<Option<String>>,
-) {
-    let setup = || -> Result<ChainQueue, String> {
-        let mut q = ChainQueue::with_limits(&ctrl, cfg.nsid, registry, cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
-        for (i, f) in functions.iter().enumerate() {
+    health: &'a Health,
+}
+
+impl Reactor<'_> {
+    /// A chain queue with a new queue pair, the functions and the tenants.
+    fn queue(&self) -> Result<ChainQueue, String> {
+        let cfg = &self.cfg;
+        let mut q = ChainQueue::with_limits(&self.ctrl, cfg.nsid, self.registry.clone(), cfg.queue, cfg.limits).map_err(|e| with_causes(&e))?;
+        for (i, f) in self.functions.iter().enumerate() {
             let id = q.add_function(f().map_err(|e| format!("function {i}: {e}"))?).map_err(|e| with_causes(&e))?;
             debug_assert_eq!(Ok(id), u32::try_from(i).map(ProgId));
         }
@@ -266,11 +303,33 @@ fn reactor_main(
             q.configure_tenant(*t, *c);
         }
         Ok(q)
-    };
-    let mut q = match setup() {
+    }
+
+    /// A new chain queue in place of one that failed with `why` (made when
+    /// the controller had been reset `made_in` times). Resets the controller
+    /// first when it failed, unless another reactor has reset it since.
+    fn rebuild(&self, failed: &mut Option<ChainQueue>, why: QueueFailure, made_in: u64) -> Result<ChainQueue, String> {
+        if why.needs_reset() || self.ctrl.is_failed() {
+            self.ctrl.reset_unless_reset_since(made_in).map_err(|e| format!("resetting the controller: {}", with_causes(&e)))?;
+        }
+        match self.queue() {
+            Ok(q) => Ok(q),
+            // The failed queue pair may hold the last queue id the
+            // controller grants: give it back and try once more.
+            Err(_) if failed.is_some() => {
+                drop(failed.take());
+                self.queue()
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn reactor_main(me: Reactor<'_>, rx: Receiver<Msg>, ready: SyncSender<Result<(), String>>) {
+    let mut q = match me.queue() {
         Ok(q) => {
             let _ = ready.send(Ok(()));
-            q
+            Some(q)
         }
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -278,15 +337,24 @@ fn reactor_main(
         }
     };
     drop(ready);
+    // Resets the controller had gone through when the queue pair was made,
+    // read after making it: never lower than the truth, so a reactor never
+    // takes another's old reset for one after its queue pair was made.
+    let mut made_in = me.ctrl.resets();
+    // While the queue pair has failed (or is gone): why, and when it was
+    // last rebuilt.
+    let mut down: Option<QueueFailure> = None;
+    let mut rebuilt_at: Option<Instant> = None;
+    let (cfg, health) = (&me.cfg, me.health);
     let mut stopping = false;
     let mut idle = 0u32;
     loop {
         let mut taken = 0;
-        let room = q.limits().chains_max.saturating_sub(q.chains_in_flight()).min(INTAKE_PER_POLL_MAX);
+        let room = q.as_ref().map_or(INTAKE_PER_POLL_MAX, |q| q.limits().chains_max.saturating_sub(q.chains_in_flight()).min(INTAKE_PER_POLL_MAX));
         while taken < room && !stopping {
             match rx.try_recv() {
                 Ok(Msg::Chain(r, cb)) => {
-                    q.submit(r, cb);
+                    start(&mut q, down, r, cb);
                     taken += 1;
                 }
                 Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => {
@@ -296,17 +364,39 @@ fn reactor_main(
                 Err(TryRecvError::Empty) => break,
             }
         }
-        let n = match q.poll() {
-            Ok(n) => n,
-            Err(e) => {
-                let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
-                if f.is_none() {
-                    *f = Some(with_causes(&e));
+        let n = match q.as_mut().map(ChainQueue::poll) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                if down.is_none() {
+                    health.set_failure(with_causes(&e));
+                    // A poll fails only with a failed queue pair.
+                    down = Some(match e {
+                        ChainError::Queue(QueueError::Failed { reason, .. }) => reason,
+                        _ => QueueFailure::ControllerReset,
+                    });
                 }
                 0
             }
+            None => 0,
         };
-        if q.chains_in_flight() == 0 {
+        if let (Some(why), Some(every)) = (down, cfg.recover_every) {
+            if !stopping && rebuilt_at.is_none_or(|t| t.elapsed() >= every) {
+                rebuilt_at = Some(Instant::now());
+                match me.rebuild(&mut q, why, made_in) {
+                    Ok(new) => {
+                        q = Some(new);
+                        down = None;
+                        made_in = me.ctrl.resets();
+                        health.recoveries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        let was = health.failure.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+                        health.set_failure(format!("{was}; building a new queue pair failed: {e}"));
+                    }
+                }
+            }
+        }
+        if q.as_ref().is_none_or(|q| q.chains_in_flight() == 0) {
             if stopping {
                 return;
             }
@@ -315,7 +405,7 @@ fn reactor_main(
                 if idle > cfg.idle_polls {
                     idle = 0;
                     match rx.recv_timeout(IDLE_SLEEP) {
-                        Ok(Msg::Chain(r, cb)) => q.submit(r, cb),
+                        Ok(Msg::Chain(r, cb)) => start(&mut q, down, r, cb),
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                         Err(RecvTimeoutError::Timeout) => {}
                     }
@@ -324,5 +414,14 @@ fn reactor_main(
         } else {
             idle = 0;
         }
+    }
+}
+
+/// Starts a chain on the reactor's queue, or ends it at once when the
+/// reactor has none (its queue pair failed and a new one could not be made).
+fn start(q: &mut Option<ChainQueue>, down: Option<QueueFailure>, r: ChainRequest, done: Callback) {
+    match q {
+        Some(q) => q.submit(r, done),
+        None => done(ChainOutcome::ended(ChainStatus::QueueFailed(down.unwrap_or(QueueFailure::ControllerReset)))),
     }
 }

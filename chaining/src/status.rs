@@ -76,6 +76,11 @@ pub struct ChainOutcome {
 }
 
 impl ChainOutcome {
+    /// A chain that ended before any read: zero scratch, no hops.
+    pub(crate) fn ended(status: ChainStatus) -> ChainOutcome {
+        ChainOutcome { status, scratch: Box::new([0u8; crate::SCRATCH_SIZE]), hops: 0, reads: 0, last_block: None }
+    }
+
     /// The `i`-th little-endian u64 of the scratch.
     pub fn scratch_u64(&self, i: usize) -> u64 {
         let mut b = [0u8; 8];

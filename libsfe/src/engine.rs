@@ -12,11 +12,12 @@ use ebpf_runtime::with_causes;
 use fs_extents::FileOffset;
 use fs_extents::{FileId, Registry, TenantId};
 use nvme::dma::PoolOptions;
-use nvme::{Backing, Controller, EmuConfig, EmulatedController};
+use nvme::{Backing, Controller, EmuConfig, EmulatedController, QueueFailure};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// The one tenant of a libsfe engine: every file it is asked about is its own.
 pub const TENANT: TenantId = TenantId(1);
@@ -32,6 +33,9 @@ pub const HOPS_MAX_DEFAULT: u32 = 1 << 16;
 pub const DMA_MIB_DEFAULT: u64 = 64;
 /// The emulated controller's LBA size.
 const EMU_BLOCK_BYTES: u32 = 512;
+/// Least time between two tries to replace a thread's failed queue pair
+/// (the first try is at the thread's next call).
+pub const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
 /// How to open an engine.
 #[derive(Debug, Clone)]
@@ -66,6 +70,9 @@ pub struct Engine {
     progs: RwLock<Vec<Option<Arc<ProgSpec>>>>,
     closed: AtomicBool,
     hops_max: u32,
+    /// The emulated controller, when the engine drives one (fault injection
+    /// in tests).
+    emu: Option<Arc<EmulatedController>>,
 }
 
 impl Engine {
@@ -73,12 +80,15 @@ impl Engine {
         let dma_mib = if o.dma_mib == 0 { DMA_MIB_DEFAULT } else { o.dma_mib };
         let dma_bytes = usize::try_from(dma_mib.saturating_mul(1 << 20)).map_err(|_| Error::Invalid { what: "dma_mib", why: "too large".into() })?;
         let device_path = o.device.display().to_string();
+        let mut emulated = None;
         let ctrl = match &o.pci {
             None => {
                 let backing = Backing::file_read_only(&o.device).map_err(|source| Error::Device { path: device_path.clone(), source })?;
                 let cfg = EmuConfig { block_size: EMU_BLOCK_BYTES, dma: PoolOptions { limit_bytes: dma_bytes, allow_fallback: true }, ..EmuConfig::default() };
                 let emu = EmulatedController::new(backing, cfg).map_err(|e| Error::Start(format!("emulated controller over {device_path}: {}", with_causes(&e))))?;
-                Controller::attach(Arc::new(emu)).map_err(|e| Error::Start(with_causes(&e)))?
+                let emu = Arc::new(emu);
+                emulated = Some(emu.clone());
+                Controller::attach(emu).map_err(|e| Error::Start(with_causes(&e)))?
             }
             Some(bdf) => {
                 let b = nvme::pci::Bdf::parse(bdf).map_err(|e| Error::Start(with_causes(&e)))?;
@@ -97,7 +107,15 @@ impl Engine {
             progs: RwLock::new(Vec::new()),
             closed: AtomicBool::new(false),
             hops_max: HOPS_MAX_DEFAULT,
+            emu: emulated,
         }))
+    }
+
+    /// The emulated controller this engine drives (`None` on a PCIe
+    /// controller): for tests that inject faults.
+    #[doc(hidden)]
+    pub fn emulated_controller(&self) -> Option<&EmulatedController> {
+        self.emu.as_deref()
     }
 
     /// Marks the engine closed: calls fail from now on, and each thread's
@@ -162,7 +180,11 @@ impl Engine {
                 if let Some(o) = tq.take_sync(token) {
                     return Ok(o);
                 }
-                tq.q.poll()?;
+                if let Err(e) = tq.q.poll() {
+                    // A failed queue pair ended every chain on it: this
+                    // chain's outcome says why.
+                    return tq.take_sync(token).ok_or(e.into());
+                }
             }
         })
     }
@@ -244,13 +266,53 @@ struct ThreadQueue {
     pending: Vec<(u64, u64, Dest)>,
     token: u64,
     generation: u64,
+    /// Resets of the controller when the queue pair was made.
+    made_in: u64,
+    /// When a failed queue pair was last replaced (or tried to be).
+    recovered_at: Option<Instant>,
 }
 
 impl ThreadQueue {
     fn new(engine: &Arc<Engine>) -> Result<ThreadQueue, Error> {
-        let cfg = QueueConfig { depth: QUEUE_DEPTH, buf_size: DATA_SIZE_MAX, hops_max: engine.hops_max };
-        let q = ChainQueue::new(&engine.ctrl, 1, engine.registry.clone(), cfg)?;
-        Ok(ThreadQueue { engine: engine.clone(), q, progs: Vec::new(), done: Arc::default(), pending: Vec::new(), token: 0, generation: u64::MAX })
+        let q = new_queue(engine)?;
+        // Read after making the queue pair: never lower than the truth.
+        let made_in = engine.ctrl.resets();
+        Ok(ThreadQueue { engine: engine.clone(), q, progs: Vec::new(), done: Arc::default(), pending: Vec::new(), token: 0, generation: u64::MAX, made_in, recovered_at: None })
+    }
+
+    /// Replaces a failed queue pair (or one a reset took away), resetting the controller first when it
+    /// failed (unless another thread has reset it since): at the thread's
+    /// first call after the failure, then at most once per
+    /// [`RECOVER_EVERY`]. Until it works, chains on the failed queue pair
+    /// end at once with `QueueFailed`.
+    fn recover_if_failed(&mut self) {
+        // A reset by another thread took this queue pair from the device.
+        let reset_since = self.engine.ctrl.resets() != self.made_in;
+        let why = match self.q.failure() {
+            Some(why) => why,
+            None if reset_since => QueueFailure::ControllerReset,
+            None => return,
+        };
+        if self.recovered_at.is_some_and(|t| t.elapsed() < RECOVER_EVERY) {
+            return;
+        }
+        self.recovered_at = Some(Instant::now());
+        // Ends the chains still on the failed queue pair (their outcomes
+        // wait in `done`); the error is the failure already known.
+        let _ = self.q.poll();
+        let ctrl = &self.engine.ctrl;
+        if (why.needs_reset() || ctrl.is_failed()) && ctrl.reset_unless_reset_since(self.made_in).is_err() {
+            return;
+        }
+        if let Ok(q) = new_queue(&self.engine) {
+            self.q = q;
+            self.made_in = ctrl.resets();
+            // Program instances belong to a queue: made again on first use.
+            self.progs.clear();
+            // Outcomes of synchronous chains nobody waits for any more.
+            let pending = &self.pending;
+            self.done.lock().unwrap_or_else(|p| p.into_inner()).retain(|(t, _)| pending.iter().any(|(p, ..)| p == t));
+        }
     }
 
     fn next_token(&mut self) -> u64 {
@@ -307,6 +369,12 @@ impl ThreadQueue {
     }
 }
 
+/// A chain queue with a new queue pair on `engine`'s controller.
+fn new_queue(engine: &Engine) -> Result<ChainQueue, chaining::ChainError> {
+    let cfg = QueueConfig { depth: QUEUE_DEPTH, buf_size: DATA_SIZE_MAX, hops_max: engine.hops_max };
+    ChainQueue::new(&engine.ctrl, 1, engine.registry.clone(), cfg)
+}
+
 thread_local! {
     /// This thread's queue pairs, one per engine it has called.
     static QUEUES: RefCell<Vec<ThreadQueue>> = const { RefCell::new(Vec::new()) };
@@ -334,6 +402,7 @@ fn with_queue<T>(engine: &Arc<Engine>, f: impl FnOnce(&mut ThreadQueue) -> Resul
                 qs.len() - 1
             }
         };
+        qs[i].recover_if_failed();
         f(&mut qs[i])
     })
 }

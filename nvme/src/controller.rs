@@ -411,6 +411,13 @@ impl Controller {
         self.namespaces.iter().copied().find(|n| n.id == nsid).ok_or(CtrlError::NoSuchNamespace { nsid, count: self.namespaces.len() })
     }
 
+    /// How many times [`Controller::reset`] has run on this controller: a
+    /// queue pair made when this read `n` is gone from the device once it
+    /// reads more.
+    pub fn resets(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
+    }
+
     /// Resets the controller (SPDK's `spdk_nvme_ctrlr_reset`): disables it
     /// (CC.EN = 0; once CSTS.RDY reads 0 the device has deleted every queue
     /// and touches no host memory), then brings it back up with a fresh
@@ -424,9 +431,28 @@ impl Controller {
     /// exist. Make new queue pairs afterwards. Holds the admin queue for the
     /// reset: other admin commands wait.
     pub fn reset(&self) -> Result<(), CtrlError> {
+        let admin = self.shared.admin.lock().unwrap_or_else(|p| p.into_inner());
+        self.reset_holding(admin)
+    }
+
+    /// Resets the controller as [`Controller::reset`] does, unless it has
+    /// been reset since [`Controller::resets`] read `seen` (by another user
+    /// that saw the same failure); says whether it reset. For users that
+    /// share one controller: each reads `resets()` after making its queue
+    /// pair and, when that pair fails with a failure that
+    /// [needs a reset](crate::QueueFailure::needs_reset), calls this, so one
+    /// failure costs one reset.
+    pub fn reset_unless_reset_since(&self, seen: u64) -> Result<bool, CtrlError> {
+        let admin = self.shared.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if self.resets() != seen {
+            return Ok(false);
+        }
+        self.reset_holding(admin).map(|()| true)
+    }
+
+    fn reset_holding(&self, mut admin: std::sync::MutexGuard<'_, Option<QueuePair<AdminTag>>>) -> Result<(), CtrlError> {
         let sh = &self.shared;
         let t = &sh.transport;
-        let mut admin = sh.admin.lock().unwrap_or_else(|p| p.into_inner());
         let cc = Cc(t.read32(offset::CC));
         t.write32(offset::CC, cc.0 & !1);
         wait_csts(t, self.cap, |c| !c.ready(), "disabled for reset", false)?;

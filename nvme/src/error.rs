@@ -47,6 +47,16 @@ pub enum QueueFailure {
     ControllerReset,
 }
 
+impl QueueFailure {
+    /// Whether the controller itself failed (fatal status, not ready, gone,
+    /// or no answer to commands and their aborts), so a new queue pair needs
+    /// [`crate::Controller::reset`] first; the other failures need only a
+    /// new queue pair.
+    pub fn needs_reset(&self) -> bool {
+        matches!(self, QueueFailure::ControllerFatal { .. } | QueueFailure::Unresponsive { .. })
+    }
+}
+
 /// A command that could not be queued, handed back to its owner whole.
 #[derive(Debug)]
 pub struct Rejected<C> {

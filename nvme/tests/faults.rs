@@ -238,8 +238,14 @@ fn a_reset_brings_a_fatal_controller_back_and_fails_the_old_queue_pairs() {
     emu.set_fatal();
     assert!(ctrl.is_failed());
     read(&ctrl, &mut old, &ns, 5);
+    assert_eq!(ctrl.resets(), 0);
     ctrl.reset().unwrap();
     assert!(!ctrl.is_failed(), "the reset cleared fatal status");
+    assert_eq!(ctrl.resets(), 1);
+    // A second user that saw the same failure (before the reset) does not
+    // reset again.
+    assert!(!ctrl.reset_unless_reset_since(0).unwrap());
+    assert_eq!(ctrl.resets(), 1);
     // The old queue pair's command comes back (the device dropped it with
     // its queues), and the pair reports why it failed.
     let (got, err) = collect(&mut old, 1);
