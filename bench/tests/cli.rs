@@ -1,22 +1,18 @@
 //! The `sfbench` binary end to end: the commands from the README work, and
 //! everything a user can get wrong gets a clear error.
 
+mod common;
+
+use common::{clang, sfbench};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn sfbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sfbench")).args(args).output().expect("run sfbench")
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sfbench-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp("cli", tag)
 }
 
 fn mkdb(dir: &Path, keys: &str, per: &str) -> String {
@@ -24,20 +20,6 @@ fn mkdb(dir: &Path, keys: &str, per: &str) -> String {
     let o = sfbench(&["mkdb", "--out", &db, "--keys", keys, "--node-size", "512", "--keys-per-node", per]);
     assert!(o.status.success(), "{}", text(&o));
     db
-}
-
-fn clang(src: &str, out: &Path) {
-    let inc = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/include");
-    let c = out.with_extension("c");
-    std::fs::write(&c, src).unwrap();
-    let o = Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-I", inc, "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(out)
-        .output()
-        .expect("clang must be installed: run bash scripts/install-deps.sh");
-    assert!(o.status.success(), "clang: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

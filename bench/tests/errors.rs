@@ -1,12 +1,11 @@
 //! Every error is said once, in the user's words, and names the fix: one
 //! test per CLI error path checks the exact text (no repeated clause).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn sfbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sfbench")).args(args).output().expect("run sfbench")
-}
+use common::{clang, sfbench};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// The `error: ...` line of a failed run.
 fn error_line(o: &Output) -> String {
@@ -39,31 +38,12 @@ fn error_of(args: &[&str]) -> String {
     e
 }
 
-/// A fresh directory for one test.
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sfbench-errors-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp("errors", tag)
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// A BPF object compiled from `src` with the repository's headers.
-fn clang(src: &str, out: &Path) {
-    let inc = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/include");
-    let c = out.with_extension("c");
-    std::fs::write(&c, src).unwrap();
-    let o = Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-I", inc, "-c"])
-        .arg(&c)
-        .arg("-o")
-        .arg(out)
-        .output()
-        .expect("clang must be installed: run bash scripts/install-deps.sh");
-    assert!(o.status.success(), "clang: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A program that sets `done`: accepted at any data size.
