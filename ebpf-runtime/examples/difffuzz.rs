@@ -17,10 +17,16 @@
 //!
 //! Leaks (issue 15): the generator also tries to get a pointer out (into an
 //! unset `trace_printk` argument through pruning, scratch, a context field,
-//! a map value, the return value), and after every run r0, the scratch
-//! buffer, the context's writable fields, the map values and the scalar
-//! helper arguments are searched for a host address of any region the
-//! program can reach; finding one is a failure.
+//! a map value, the return value). Every content runs twice, with the
+//! program's buffers (data block, scratch, map values, context) at two
+//! different addresses; what the user can read afterwards (r0, the scratch,
+//! the context's writable fields, the map values, the scalar helper
+//! arguments) must be the same both times. A difference is a failure: it
+//! depends on an address. (An earlier net searched the outputs for values
+//! near a buffer's address; it caught coincidences that depended on where
+//! the allocator put things, so it now only names the value in a report.)
+//! Before fuzzing, two canaries (unverified programs that leak the data
+//! block's address) must be caught, so the net is known to work.
 //!
 //! Caps (issue 15): every 20 000th program (and the first) is instead a
 //! path-explosion shape (`tests/verifier_common/explode.rs`: branch fans,
@@ -597,20 +603,52 @@ fn relocate(prog: &[Insn], values: &[u64; 4]) -> Vec<Insn> {
     p
 }
 
-/// Runs an accepted program on several contents, once per region as `mem`.
+/// The buffers one run of a program sees: the data block, the scratch and
+/// the map values, and the program relocated to those map values.
+struct Placement {
+    data: Region,
+    scratch: Region,
+    values: [Region; 4],
+    code: Vec<Insn>,
+}
+
+impl Placement {
+    fn new(prog: &[Insn], data_size: u32) -> Placement {
+        let values = [Region::new(16), Region::new(16), Region::new(8), Region::new(8)];
+        let code = relocate(prog, &[values[0].addr(), values[1].addr(), values[2].addr(), values[3].addr()]);
+        Placement { data: Region::new(data_size as usize), scratch: Region::new(SCRATCH_SIZE as usize), values, code }
+    }
+    fn regions(&self) -> impl Iterator<Item = &Region> {
+        [&self.data, &self.scratch].into_iter().chain(self.values.iter())
+    }
+    fn regions_mut(&mut self) -> impl Iterator<Item = &mut Region> {
+        [&mut self.data, &mut self.scratch].into_iter().chain(self.values.iter_mut())
+    }
+}
+
+/// What a run hands back to the user: r0, the scalar helper arguments, the
+/// scratch and map values, and the context's fields other than the two
+/// pointers the host put there. (The data block is the program's input and
+/// written freely.)
+#[derive(PartialEq, Debug)]
+struct Observed {
+    r0: u64,
+    helper_args: Vec<u64>,
+    returned: Vec<Vec<u8>>,
+    ctx_fields: Vec<u8>,
+}
+
+/// Runs an accepted program on several contents, each twice from the same
+/// bytes: once in each of two placements of its buffers (different
+/// addresses). A run is deterministic, so the two must hand back the same
+/// things; a difference means something the user can read depends on where
+/// the buffers are: an address (or part of one) leaked.
 fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
     let mut rng = Rng(seed);
-    let mut data = Region::new(data_size as usize);
-    let mut scratch = Region::new(SCRATCH_SIZE as usize);
-    let mut values = [Region::new(16), Region::new(16), Region::new(8), Region::new(8)];
-    let addrs = [values[0].addr(), values[1].addr(), values[2].addr(), values[3].addr()];
-    for (slot, a) in MAP_VALUE.iter().zip(addrs) {
-        slot.store(a, Ordering::Relaxed);
-    }
-    let code = relocate(prog, &addrs);
+    let mut placements = [Placement::new(prog, data_size), Placement::new(prog, data_size)];
     let mut runs = 0;
     for _ in 0..CONTENTS_PER_PROG {
-        for r in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()) {
+        for r in placements[0].regions_mut() {
             let len = r.len;
             for w in r.bytes_mut().chunks_mut(8) {
                 let v = match rng.below(6) {
@@ -624,76 +662,86 @@ fn execute(prog: &[Insn], data_size: u32, seed: u64) -> Result<u64, String> {
             }
         }
         let salt = rng.next();
-        // Programs write to the regions: every pass starts from the same bytes.
-        let snapshot: Vec<Vec<u8>> = [&data, &scratch].into_iter().chain(values.iter()).map(|r| r.bytes().to_vec()).collect();
-        let mut ctx = [0u8; CTX_SIZE];
-        ctx[OFF_DATA..OFF_DATA + 8].copy_from_slice(&data.addr().to_le_bytes());
-        ctx[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&scratch.addr().to_le_bytes());
-        let mut result = None;
-        // Twice from the same bytes: a run is deterministic.
-        for pass in 0..2 {
-            for (r, saved) in [&mut data, &mut scratch].into_iter().chain(values.iter_mut()).zip(&snapshot) {
+        // Programs write to the regions: every run starts from the same bytes.
+        let snapshot: Vec<Vec<u8>> = placements[0].regions().map(|r| r.bytes().to_vec()).collect();
+        let mut seen = Vec::new();
+        for (pass, pl) in placements.iter_mut().enumerate() {
+            for (r, saved) in pl.regions_mut().zip(&snapshot) {
                 r.bytes_mut().copy_from_slice(saved);
             }
-            let mut c = ctx;
-            let c_addr = c.as_mut_ptr() as u64;
-            let mut areas = vec![Area { start: c_addr, len: CTX_SIZE as u64, writable: true }];
-            for r in [&data, &scratch].into_iter().chain(values.iter()) {
-                areas.push(Area { start: r.addr(), len: r.len as u64, writable: true });
-            }
-            if let Ok(mut v) = HELPER_ARGS.lock() {
-                v.clear();
-            }
-            LOOKUPS.store(0, Ordering::Relaxed);
-            LOOKUP_SALT.store(salt, Ordering::Relaxed);
-            CLOCK.store(0, Ordering::Relaxed);
-            let hook = |id: i64, a: [u64; 5]| match i32::try_from(id) {
-                Ok(insn::helper_id::MAP_LOOKUP_ELEM) => helper_lookup(a[0]),
-                Ok(insn::helper_id::KTIME_GET_NS) => CLOCK.fetch_add(1000, Ordering::Relaxed),
-                // What it would print.
-                Ok(insn::helper_id::TRACE_PRINTK) => {
-                    record_args(&[a[2], a[3], a[4]]);
-                    0
-                }
-                // The flags, and the first 8 bytes of the value (every
-                // fuzzer map value is 8 or 16 bytes), where they are readable.
-                Ok(insn::helper_id::MAP_UPDATE_ELEM) => {
-                    let v = areas.iter().find(|r| r.start <= a[2] && a[2].saturating_add(8) <= r.start + r.len).map(|_| {
-                        // SAFETY: the 8 bytes lie inside one of this run's
-                        // live buffers (checked just above); read_unaligned
-                        // needs no alignment.
-                        unsafe { std::ptr::read_unaligned(a[2] as *const u64) }
-                    });
-                    record_args(&[v.unwrap_or(0), a[3]]);
-                    0
-                }
-                _ => 0,
-            };
-            let env = interp::Env { areas: &areas, maps: &[], helper_hook: Some(&hook) };
-            // SAFETY: every area is a live buffer of this function (context,
-            // regions), not otherwise used during the run.
-            let r0 = unsafe { interp::run(&code, &env, c_addr) }.map_err(|e| format!("pass {pass}: {e}"))?;
-            if *result.get_or_insert(r0) != r0 {
-                return Err(format!("runs disagree on r0: {result:?} vs {r0}"));
-            }
-            let regions: Vec<&Region> = [&data, &scratch].into_iter().chain(values.iter()).collect();
-            check_leaks(r0, &regions, &c)?;
+            seen.push(run_placed(pl, salt).map_err(|e| format!("pass {pass}: {e}"))?);
             runs += 1;
+        }
+        let [(a, ctx_a), (b, _)] = [&seen[0], &seen[1]];
+        if a != b {
+            // Name the value, when it is near one of the first run's buffers.
+            let hint = match check_leaks(a.r0, &placements[0].regions().collect::<Vec<_>>(), ctx_a) {
+                Err(e) => format!(": {e}"),
+                Ok(()) => String::new(),
+            };
+            return Err(format!("what the program hands back depends on where its buffers are (an address leaked){hint}\n  first placement:  {a:?}\n  second placement: {b:?}"));
         }
     }
     Ok(runs)
 }
 
-/// No host address where the user can read it: r0, the scalar helper
-/// arguments, any 8 bytes of scratch or a map value, the context's writable
-/// fields. An address is anything within a page of a region or the
-/// context. (The interpreter's own stack frames are a heap buffer freed
-/// after the run, not searched here; the verifier's leak tests cover frame
-/// pointers. One CI run with the old, wider net (64 KiB around regions,
-/// 1 MiB around this thread's stack) reported a value near an address in a
-/// program that writes nothing back; the same seed did not reproduce it, so
-/// it depended on where the allocator put things. The report now names the
-/// area a value was near, to tell a real leak from a coincidence.)
+/// One run of the program in `pl` (its regions already hold the contents).
+fn run_placed(pl: &mut Placement, salt: u64) -> Result<(Observed, [u8; CTX_SIZE]), String> {
+    for (slot, v) in MAP_VALUE.iter().zip(&pl.values) {
+        slot.store(v.addr(), Ordering::Relaxed);
+    }
+    let mut c = [0u8; CTX_SIZE];
+    c[OFF_DATA..OFF_DATA + 8].copy_from_slice(&pl.data.addr().to_le_bytes());
+    c[OFF_SCRATCH..OFF_SCRATCH + 8].copy_from_slice(&pl.scratch.addr().to_le_bytes());
+    let c_addr = c.as_mut_ptr() as u64;
+    let mut areas = vec![Area { start: c_addr, len: CTX_SIZE as u64, writable: true }];
+    for r in pl.regions() {
+        areas.push(Area { start: r.addr(), len: r.len as u64, writable: true });
+    }
+    if let Ok(mut v) = HELPER_ARGS.lock() {
+        v.clear();
+    }
+    LOOKUPS.store(0, Ordering::Relaxed);
+    LOOKUP_SALT.store(salt, Ordering::Relaxed);
+    CLOCK.store(0, Ordering::Relaxed);
+    let hook = |id: i64, a: [u64; 5]| match i32::try_from(id) {
+        Ok(insn::helper_id::MAP_LOOKUP_ELEM) => helper_lookup(a[0]),
+        Ok(insn::helper_id::KTIME_GET_NS) => CLOCK.fetch_add(1000, Ordering::Relaxed),
+        // What it would print.
+        Ok(insn::helper_id::TRACE_PRINTK) => {
+            record_args(&[a[2], a[3], a[4]]);
+            0
+        }
+        // The flags, and the first 8 bytes of the value (every
+        // fuzzer map value is 8 or 16 bytes), where they are readable.
+        Ok(insn::helper_id::MAP_UPDATE_ELEM) => {
+            let v = areas.iter().find(|r| r.start <= a[2] && a[2].saturating_add(8) <= r.start + r.len).map(|_| {
+                // SAFETY: the 8 bytes lie inside one of this run's
+                // live buffers (checked just above); read_unaligned
+                // needs no alignment.
+                unsafe { std::ptr::read_unaligned(a[2] as *const u64) }
+            });
+            record_args(&[v.unwrap_or(0), a[3]]);
+            0
+        }
+        _ => 0,
+    };
+    let env = interp::Env { areas: &areas, maps: &[], helper_hook: Some(&hook) };
+    // SAFETY: every area is a live buffer of this function (context,
+    // regions), not otherwise used during the run.
+    let r0 = unsafe { interp::run(&pl.code, &env, c_addr) }.map_err(|e| e.to_string())?;
+    let helper_args = HELPER_ARGS.lock().map(|v| v.clone()).unwrap_or_default();
+    let returned = pl.regions().skip(1).map(|r| r.bytes().to_vec()).collect();
+    let ctx_fields = [&c[OFF_DATA + 8..OFF_SCRATCH], &c[OFF_SCRATCH + 8..]].concat();
+    Ok((Observed { r0, helper_args, returned, ctx_fields }, c))
+}
+
+/// Names a value the user can read (r0, the scalar helper arguments, any 8
+/// bytes of scratch or a map value, the context's writable fields) that lies
+/// within a page of one of the run's buffers, for a report. Not a verdict:
+/// such a value can be a coincidence of where the allocator put things (CI
+/// once reported one for a program that writes nothing back); whether an
+/// address leaked is decided by running in two placements (`execute`).
 fn check_leaks(r0: u64, regions: &[&Region], ctx: &[u8; CTX_SIZE]) -> Result<(), String> {
     let names = ["the data block", "the scratch", "map value 0", "map value 1", "map value 2", "map value 3"];
     let mut areas: Vec<(&str, u64, u64)> = regions.iter().zip(names).map(|(r, n)| (n, r.addr(), r.len as u64)).collect();
@@ -778,6 +826,23 @@ fn main() {
         }
     };
     let maps = maps();
+    // The leak net must be able to fail: a program (never verified) that
+    // stores the data block's address into the scratch, and one that
+    // returns an address computed from it.
+    for (what, tail) in [
+        ("stores the data block's address", Asm::new().stx(DW, R8, R7, 0).mov(R0, 0)),
+        ("returns the data block's address less 4096", Asm::new().movr(R0, R7).alu(ALU_ADD, R0, -4096)),
+    ] {
+        let mut canary = Asm::new().movr(R6, R1).ldx(DW, R7, R6, OFF_DATA as i16).ldx(DW, R8, R6, OFF_SCRATCH as i16).build();
+        canary.extend(tail.exit().build());
+        match execute(&canary, 4096, 1) {
+            Err(e) if e.starts_with("what the program hands back depends on where its buffers are") => {}
+            other => {
+                eprintln!("difffuzz: the leak net missed a program that {what}: {other:?}");
+                std::process::exit(1);
+            }
+        }
+    }
     let start = Instant::now();
     let mut rng = Rng(args.seed);
     let (mut generated, mut accepted, mut executed, mut failures) = (0u64, 0u64, 0u64, 0u64);
