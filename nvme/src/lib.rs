@@ -12,6 +12,7 @@
 //! Must not know about: eBPF, files, chains.
 
 pub mod addr;
+mod clock;
 pub mod controller;
 pub mod dma;
 pub mod emu;

@@ -254,7 +254,7 @@ impl ChainEngine {
                 let mut q = ChainQueue::new(&self.ctrl, 1, self.registry.clone(), queue_config()).context("a queue pair for this client thread")?;
                 let f = (self.factory)().map_err(anyhow::Error::msg).context("loading the storage function")?;
                 let prog = q.add_function(f)?;
-                Box::new(InlineClient { q, prog, e: self.clone(), done: Arc::new(Mutex::new(Vec::new())) })
+                Box::new(InlineClient { q, prog, e: self.clone(), done: Arc::default() })
             }
         })
     }
@@ -375,7 +375,32 @@ struct InlineClient {
     prog: ProgId,
     e: Arc<ChainEngine>,
     /// Chains that ended in the last poll (the callback runs inside `poll`, on this thread).
-    done: Arc<Mutex<Vec<Done>>>,
+    done: Arc<Finished>,
+}
+
+/// Chains an inline client's poll ended. The count lets a poll that ended
+/// none skip the lock.
+#[derive(Default)]
+struct Finished {
+    list: Mutex<Vec<Done>>,
+    count: AtomicUsize,
+}
+
+impl Finished {
+    fn put(&self, d: Done) {
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    /// Moves what ended into `out` (an empty `out` stays empty if nothing did).
+    fn take(&self, out: &mut Vec<Done>) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut v = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        self.count.fetch_sub(v.len(), Ordering::AcqRel);
+        out.append(&mut v);
+    }
 }
 
 impl Client for InlineClient {
@@ -388,14 +413,14 @@ impl Client for InlineClient {
                 let req = workload::request(op, &self.e.data, TENANT, self.e.file, self.prog);
                 let done = self.done.clone();
                 let t0 = Instant::now();
-                self.q.submit(req, move |o| done.lock().unwrap_or_else(|p| p.into_inner()).push((op, t0, o)));
+                self.q.submit(req, move |o| done.put((op, t0, o)));
                 in_flight += 1;
             }
             if in_flight == 0 {
                 return Ok(());
             }
             self.q.poll().context("polling the queue pair")?;
-            std::mem::swap(&mut got, &mut *self.done.lock().unwrap_or_else(|p| p.into_inner()));
+            self.done.take(&mut got);
             for d in got.drain(..) {
                 in_flight -= 1;
                 record_outcome(rec, d)?;
