@@ -85,15 +85,15 @@ impl Function {
         }
     }
 
-    /// Runs once on `data` (at least `data_size` bytes) and `scratch`.
-    pub fn call(&mut self, data: &mut [u8], scratch: &mut [u8]) -> Result<(u64, XrpContext), String> {
+    /// Runs once on `data` (at least `data_size` bytes) and `scratch` with
+    /// the caller's context `ctx` (give it `XrpContext::default()`: the
+    /// function sees what is there; the caller's, so that its 280 bytes are
+    /// not copied around on every hop). Returns r0; `ctx` then holds what
+    /// the function asked for.
+    pub fn call(&mut self, data: &mut [u8], scratch: &mut [u8], ctx: &mut XrpContext) -> Result<u64, String> {
         match self {
-            Function::Bpf { inst, .. } => inst.run(data, scratch).map(|o| (o.ret, o.ctx)).map_err(|e| with_causes(&e)),
-            Function::Native { f, .. } => {
-                let mut ctx = XrpContext::default();
-                let r = f(data, scratch, &mut ctx);
-                Ok((r, ctx))
-            }
+            Function::Bpf { inst, .. } => inst.call(ctx, data, scratch).map_err(|e| with_causes(&e)),
+            Function::Native { f, .. } => Ok(f(data, scratch, ctx)),
         }
     }
 }

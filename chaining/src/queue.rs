@@ -20,6 +20,7 @@ use crate::function::Function;
 use crate::request::{ChainRequest, ProgId, FANOUT_MAX, HOPS_MAX_DEFAULT, HOPS_MAX_LIMIT, SCRATCH_SIZE};
 use crate::status::{ChainOutcome, ChainStatus};
 use crate::tenant::{PendingRead, TenantConfig, Tenants};
+use ebpf_runtime::XrpContext;
 use fs_extents::registry::FileHandle;
 use fs_extents::{FileId, FileOffset, Registry, Snapshot, Target, TenantId, TranslateError};
 use nvme::{Completion, Controller, CtrlError, DmaBuf, DmaPool, IoQueuePair, Namespace, QueueError, QueueFailure, Status, Submitter};
@@ -595,7 +596,8 @@ impl State {
         let hop = chain.hops;
         self.stats.hops += 1;
         let scratch = chain.scratch.as_deref_mut().expect("a live chain holds its scratch");
-        let result = self.functions[prog].call(data, scratch);
+        let mut ctx = XrpContext::default();
+        let result = self.functions[prog].call(data, scratch, &mut ctx);
         match &mut chain.last {
             Some(last) => {
                 if let Some((old, _)) = last.replace((buf, len)) {
@@ -604,7 +606,7 @@ impl State {
             }
             None => self.free.push(buf),
         }
-        let (ret, ctx) = match result {
+        let ret = match result {
             Ok(r) => r,
             Err(message) => return self.end(key, ChainStatus::Program { hop, message }),
         };

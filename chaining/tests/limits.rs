@@ -130,13 +130,7 @@ fn extent_change_in_the_middle_of_a_chain_is_stale() {
                 registry.update_file(file, Arc::new(fresh)).unwrap();
             }
             let mut data = d.to_vec();
-            match inner.call(&mut data, s) {
-                Ok((r, c)) => {
-                    *ctx = c;
-                    r
-                }
-                Err(_) => 1,
-            }
+            inner.call(&mut data, s, ctx).unwrap_or(1)
         }))
         .unwrap();
     let o = q.run_blocking(ChainRequest::new(T1, f.db, FileOffset(f.db_sb.root), 512, changing).with_u64(btree::LK_KEY, key_at(100))).unwrap();

@@ -81,7 +81,8 @@ impl Logic {
         if st.hops > HOPS_MAX {
             bail!("operation {:?} did not finish within {HOPS_MAX} reads", st.op);
         }
-        let (ret, ctx) = self.func.call(block, &mut st.scratch).map_err(anyhow::Error::msg)?;
+        let mut ctx = ebpf_runtime::XrpContext::default();
+        let ret = self.func.call(block, &mut st.scratch, &mut ctx).map_err(anyhow::Error::msg)?;
         if ret != 0 {
             bail!("storage function returned {ret} at hop {}: corrupt database?", st.hops);
         }
