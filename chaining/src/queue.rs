@@ -660,10 +660,9 @@ impl State {
         let scratch = c.scratch.take().expect("a live chain holds its scratch");
         let mut out = outcome(scratch, status, c.hops, c.reads);
         if let Some(last) = &mut c.last {
-            if let Some((buf, len)) = last.take() {
-                let mut block = vec![0u8; len as usize];
-                buf.read(0, &mut block);
-                out.last_block = Some(block);
+            if let Some((mut buf, len)) = last.take() {
+                // Copied once, into memory not zeroed first.
+                out.last_block = Some(buf.as_mut_slice()[..len as usize].to_vec());
                 self.free.push(buf);
             }
         }

@@ -350,8 +350,7 @@ impl ThreadQueue {
         if let Some(s) = r.scratch {
             // The chain's scratch starts zeroed: copy only up to the last
             // non-zero byte (a lookup's scratch is one key: 8 bytes, not 4 KiB).
-            let used = s.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            req.scratch = s[..used].to_vec();
+            req.scratch = s[..used_len(s)].to_vec();
         }
         req.keep_last = true;
         Ok(req)
@@ -367,6 +366,16 @@ impl ThreadQueue {
         let i = done.iter().position(|(t, _)| *t == token)?;
         Some(done.swap_remove(i).1)
     }
+}
+
+/// Bytes of `s` up to its last non-zero byte. 64 bytes at a time (an OR
+/// the compiler vectorises): a byte-by-byte scan back over a 4 KiB scratch
+/// that holds one key cost about 3 us, a fifth of a lookup.
+fn used_len(s: &[u8]) -> usize {
+    const CHUNK: usize = 64;
+    let Some(i) = s.chunks(CHUNK).rposition(|c| c.iter().fold(0u8, |a, &b| a | b) != 0) else { return 0 };
+    let chunk = &s[i * CHUNK..s.len().min((i + 1) * CHUNK)];
+    i * CHUNK + chunk.iter().rposition(|&b| b != 0).map_or(0, |j| j + 1)
 }
 
 /// A chain queue with a new queue pair on `engine`'s controller.
@@ -405,4 +414,24 @@ fn with_queue<T>(engine: &Arc<Engine>, f: impl FnOnce(&mut ThreadQueue) -> Resul
         qs[i].recover_if_failed();
         f(&mut qs[i])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::used_len;
+
+    #[test]
+    fn used_len_ends_at_the_last_non_zero_byte() {
+        let mut s = vec![0u8; 4096];
+        assert_eq!(used_len(&s), 0);
+        for at in [0, 7, 63, 64, 65, 1000, 4095] {
+            s.fill(0);
+            s[at] = 1;
+            assert_eq!(used_len(&s), at + 1, "at {at}");
+            s[0] = 9;
+            assert_eq!(used_len(&s), at + 1, "at {at} with byte 0 set");
+        }
+        assert_eq!(used_len(&[0, 5, 0]), 2);
+        assert_eq!(used_len(&[]), 0);
+    }
 }
