@@ -263,7 +263,7 @@ impl ChainQueue {
     pub fn submit(&mut self, req: ChainRequest, done: impl FnOnce(ChainOutcome) + Send + 'static) {
         let cb: Callback = Box::new(done);
         if let Err(r) = self.try_submit(req, cb) {
-            (r.done)(outcome(Box::new([0u8; SCRATCH_SIZE]), r.status, 0, 0));
+            (r.done)(ChainOutcome::ended(r.status));
         }
     }
 
@@ -277,7 +277,7 @@ impl ChainQueue {
         if let Some(reason) = self.qp.failure() {
             self.st.stats.chains_started += 1;
             self.st.stats.chains_ended += 1;
-            done(outcome(Box::new([0u8; SCRATCH_SIZE]), ChainStatus::QueueFailed(reason), 0, 0));
+            done(ChainOutcome::ended(ChainStatus::QueueFailed(reason)));
             return Ok(());
         }
         self.st.start(req, Box::new(done));

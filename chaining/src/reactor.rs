@@ -14,8 +14,8 @@
 //! new queue pair ([`EngineConfig::recover_every`]), resetting the
 //! controller first when the controller itself failed (fatal status, not
 //! ready, or no answer to commands and their aborts); one reset serves every
-//! reactor ([`Controller::reset_unless_reset_since`]), whose old queue pairs then fail with `ControllerReset` and are
-//! rebuilt the same way. Chains that reach a reactor while it has no working
+//! reactor ([`Controller::reset_unless_reset_since`]), whose old queue pairs
+//! then fail with `ControllerReset` and are rebuilt the same way. Chains that reach a reactor while it has no working
 //! queue pair end at once with `QueueFailed`, never wait.
 //! [`Engine::try_submit`] never waits: when every reactor's channel is full
 //! it hands the chain back with [`EngineError::Busy`].
@@ -345,6 +345,8 @@ fn reactor_main(me: Reactor<'_>, rx: Receiver<Msg>, ready: SyncSender<Result<(),
     // last rebuilt.
     let mut down: Option<QueueFailure> = None;
     let mut rebuilt_at: Option<Instant> = None;
+    // The failure's message, which a failed rebuild's reason is added to.
+    let mut failed_with = String::new();
     let (cfg, health) = (&me.cfg, me.health);
     let mut stopping = false;
     let mut idle = 0u32;
@@ -368,7 +370,8 @@ fn reactor_main(me: Reactor<'_>, rx: Receiver<Msg>, ready: SyncSender<Result<(),
             Some(Ok(n)) => n,
             Some(Err(e)) => {
                 if down.is_none() {
-                    health.set_failure(with_causes(&e));
+                    failed_with = with_causes(&e);
+                    health.set_failure(failed_with.clone());
                     // A poll fails only with a failed queue pair.
                     down = Some(match e {
                         ChainError::Queue(QueueError::Failed { reason, .. }) => reason,
@@ -389,10 +392,8 @@ fn reactor_main(me: Reactor<'_>, rx: Receiver<Msg>, ready: SyncSender<Result<(),
                         made_in = me.ctrl.resets();
                         health.recoveries.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => {
-                        let was = health.failure.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
-                        health.set_failure(format!("{was}; building a new queue pair failed: {e}"));
-                    }
+                    // The latest reason only: the message never grows.
+                    Err(e) => health.set_failure(format!("{failed_with}; building a new queue pair failed: {e}")),
                 }
             }
         }

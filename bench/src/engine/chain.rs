@@ -378,8 +378,8 @@ struct InlineClient {
     done: Arc<Finished>,
 }
 
-/// Chains an inline client's poll ended. The count lets a poll that ended
-/// none skip the lock.
+/// Chains that ended for one client thread (an inline client's own poll, or
+/// a reactor). The count lets a look that finds none skip the lock.
 #[derive(Default)]
 struct Finished {
     list: Mutex<Vec<Done>>,
@@ -389,6 +389,7 @@ struct Finished {
 impl Finished {
     fn put(&self, d: Done) {
         self.list.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        // Release: the entry is in the list before the count says so.
         self.count.fetch_add(1, Ordering::Release);
     }
 
@@ -436,23 +437,20 @@ struct ReactorClient {
 
 /// Where a reactor drops finished chains for one client thread, and wakes it.
 struct Inbox {
-    done: Mutex<Vec<Done>>,
-    ready: AtomicUsize,
+    done: Finished,
     thread: Thread,
 }
 
 impl Inbox {
     fn put(&self, d: Done) {
-        self.done.lock().unwrap_or_else(|p| p.into_inner()).push(d);
-        // Release: the entry is in the vector before the count says so.
-        self.ready.fetch_add(1, Ordering::Release);
+        self.done.put(d);
         self.thread.unpark();
     }
 
     /// Waits for at least one result: yields briefly, then parks.
     fn take(&self, out: &mut Vec<Done>) {
         let t0 = Instant::now();
-        while self.ready.load(Ordering::Acquire) == 0 {
+        while self.done.count.load(Ordering::Acquire) == 0 {
             if t0.elapsed() < SPIN_BEFORE_PARK {
                 // Yield rather than spin: a spinning client slowed the
                 // reactor six-fold on the 2-vCPU machine we measure on.
@@ -461,16 +459,14 @@ impl Inbox {
                 std::thread::park_timeout(Duration::from_millis(1));
             }
         }
-        let mut v = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        self.ready.fetch_sub(v.len(), Ordering::AcqRel);
-        out.append(&mut v);
+        self.done.take(out);
     }
 }
 
 impl Client for ReactorClient {
     fn run_until(&mut self, gen: &mut Gen, qd: usize, until: Instant, rec: &mut Recorder) -> Result<()> {
         let engine = self.e.reactors.as_ref().context("reactor mode without reactors")?;
-        let inbox = Arc::new(Inbox { done: Mutex::new(Vec::new()), ready: AtomicUsize::new(0), thread: std::thread::current() });
+        let inbox = Arc::new(Inbox { done: Finished::default(), thread: std::thread::current() });
         let mut in_flight = 0usize;
         let mut got = Vec::new();
         loop {
