@@ -14,7 +14,7 @@
 //! new queue pair ([`EngineConfig::recover_every`]), resetting the
 //! controller first when the controller itself failed (fatal status, not
 //! ready, or no answer to commands and their aborts); one reset serves every
-//! reactor ([`Controller::reset_unless_reset_since`]), whose old queue pairs
+//! reactor ([`Controller::reset_if_needed`]), whose old queue pairs
 //! then fail with `ControllerReset` and are rebuilt the same way. Chains that reach a reactor while it has no working
 //! queue pair end at once with `QueueFailed`, never wait.
 //! [`Engine::try_submit`] never waits: when every reactor's channel is full
@@ -309,9 +309,7 @@ impl Reactor<'_> {
     /// the controller had been reset `made_in` times). Resets the controller
     /// first when it failed, unless another reactor has reset it since.
     fn rebuild(&self, failed: &mut Option<ChainQueue>, why: QueueFailure, made_in: u64) -> Result<ChainQueue, String> {
-        if why.needs_reset() || self.ctrl.is_failed() {
-            self.ctrl.reset_unless_reset_since(made_in).map_err(|e| format!("resetting the controller: {}", with_causes(&e)))?;
-        }
+        self.ctrl.reset_if_needed(why, made_in).map_err(|e| format!("resetting the controller: {}", with_causes(&e)))?;
         match self.queue() {
             Ok(q) => Ok(q),
             // The failed queue pair may hold the last queue id the

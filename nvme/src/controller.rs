@@ -450,6 +450,18 @@ impl Controller {
         self.reset_holding(admin).map(|()| true)
     }
 
+    /// What a user of the controller does before making a new queue pair in
+    /// place of one that failed with `why` (made when [`Controller::resets`]
+    /// read `seen`): resets the controller if the failure
+    /// [needs it](crate::QueueFailure::needs_reset) or the controller reports
+    /// failure now, unless someone reset it since. Says whether it reset.
+    pub fn reset_if_needed(&self, why: crate::QueueFailure, seen: u64) -> Result<bool, CtrlError> {
+        if why.needs_reset() || self.is_failed() {
+            return self.reset_unless_reset_since(seen);
+        }
+        Ok(false)
+    }
+
     fn reset_holding(&self, mut admin: std::sync::MutexGuard<'_, Option<QueuePair<AdminTag>>>) -> Result<(), CtrlError> {
         let sh = &self.shared;
         let t = &sh.transport;

@@ -246,6 +246,11 @@ fn a_reset_brings_a_fatal_controller_back_and_fails_the_old_queue_pairs() {
     // reset again.
     assert!(!ctrl.reset_unless_reset_since(0).unwrap());
     assert_eq!(ctrl.resets(), 1);
+    // A failure that needs only a new queue pair, on a healthy controller,
+    // resets nothing; one that needs a reset does not reset twice.
+    assert!(!ctrl.reset_if_needed(QueueFailure::BogusCompletion { cid: 0 }, 1).unwrap());
+    assert!(!ctrl.reset_if_needed(QueueFailure::ControllerFatal { csts: 2 }, 0).unwrap());
+    assert_eq!(ctrl.resets(), 1);
     // The old queue pair's command comes back (the device dropped it with
     // its queues), and the pair reports why it failed.
     let (got, err) = collect(&mut old, 1);
